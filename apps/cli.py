@@ -1,0 +1,201 @@
+"""`paradis`: one LightningCLI for every task.
+
+    paradis fit|validate|test|predict --config configs/<name>.yaml [--section.key value ...]
+
+The model and the data module are chosen by the config (subclass mode). What
+this subclass adds to the stock LightningCLI is the *run folder*:
+
+    runs/<config name>/          (or --run_dir DIR)
+        config.yaml              the full config of the last `fit`
+        events.out.tfevents.*    TensorBoard
+        checkpoints/last.ckpt    for `--ckpt_path last`
+        checkpoints/best.ckpt    best by the module's `monitor` metric
+
+and the rules that keep it safe: `fit` never overwrites a trained run,
+`--ckpt_path last` never silently starts from scratch, and `validate`/`test`/
+`predict` default to the run's best checkpoint. Bad input ends in one sentence
+and exit code 2 (set PARADIS_DEBUG=1 for the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from callbacks.speed import EpochStats
+
+CHECKPOINT_DIR = "checkpoints"
+# Errors that come from what the user typed or pointed at, shown as one sentence.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError)
+
+
+def default_run_dir(config_files: list[Any] | None) -> Path:
+    """`runs/<stem of the last --config>`, or `runs/default` without a config."""
+    if config_files:
+        return Path("runs") / Path(str(config_files[-1])).stem
+    return Path("runs") / "default"
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint without executing pickled code, or say clearly why it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist; pass the path of a .ckpt written by `paradis fit`.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated / foreign files
+        raise ValueError(
+            f"Checkpoint {path} cannot be read ({type(err).__name__}): it is corrupt, truncated or not a "
+            "Lightning checkpoint; pass a .ckpt written by `paradis fit`."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"Checkpoint {path} holds no model state; pass a .ckpt written by `paradis fit`.")
+    return checkpoint
+
+
+class FitConfigSaver(SaveConfigCallback):
+    """Write `config.yaml` into the run folder on `fit` only, so `test`/`predict` never rewrite it."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
+
+
+class ParadisCLI(LightningCLI):
+    def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
+        super().__init__(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=FitConfigSaver,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--run_dir",
+            type=Optional[str],
+            default=None,
+            help="Run folder for config.yaml, checkpoints and TensorBoard events (default: runs/<config name>).",
+        )
+
+    # -- run folder ---------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        config = self.config[self.subcommand]
+        return Path(config.run_dir) if config.run_dir else default_run_dir(config.get("config"))
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        run_dir = self.run_dir
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        callbacks = list(trainer_config.get("callbacks") or [])
+        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            monitor = getattr(self.model, "monitor", None)
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=run_dir / CHECKPOINT_DIR,
+                    filename="best",
+                    monitor=monitor,
+                    mode=getattr(self.model, "monitor_mode", "min"),
+                    save_top_k=1,
+                    save_last=True,
+                    auto_insert_metric_name=False,
+                    enable_version_counter=False,
+                )
+            )
+        if not any(isinstance(c, EpochStats) for c in callbacks):
+            callbacks.append(EpochStats())
+        kwargs["callbacks"] = callbacks
+        if trainer_config.get("logger") in (None, True):
+            kwargs["logger"] = TensorBoardLogger(
+                save_dir=str(run_dir),
+                name="",
+                version="",
+                default_hp_metric=False,
+                log_graph=getattr(self.model, "example_input_array", None) is not None,
+            )
+        if trainer_config.get("default_root_dir") in (None, os.getcwd()):
+            kwargs["default_root_dir"] = str(run_dir)
+        return super().instantiate_trainer(**kwargs)
+
+    # -- checkpoint rules ---------------------------------------------------------------------
+    def _resolve_ckpt_path(self) -> Optional[str]:
+        config = self.config_init[self.subcommand]
+        ckpt_path = config.get("ckpt_path")
+        checkpoints = self.run_dir / CHECKPOINT_DIR
+        last, best = checkpoints / "last.ckpt", checkpoints / "best.ckpt"
+        configs = " ".join(f"--config {c}" for c in (self.config[self.subcommand].get("config") or []))
+        if self.subcommand == "fit":
+            if ckpt_path is None:
+                if last.exists() or best.exists():
+                    raise FileExistsError(
+                        f"{self.run_dir} already holds a trained run ({checkpoints}); resume it with "
+                        f"`--ckpt_path last`, or start a new run elsewhere with `--run_dir NEW_FOLDER`."
+                    )
+                return None
+            if ckpt_path == "last":
+                if not last.exists():
+                    raise FileNotFoundError(
+                        f"There is no checkpoint to resume: {last} does not exist; train first with "
+                        f"`paradis fit {configs}` (without --ckpt_path), or pass --run_dir of an existing run."
+                    )
+                ckpt_path = str(last)
+        else:
+            if ckpt_path in (None, "best"):
+                ckpt_path = str(best if best.exists() else last)
+                if not Path(ckpt_path).exists():
+                    raise FileNotFoundError(
+                        f"There is no trained checkpoint in {checkpoints}; train one with `paradis fit {configs}`, "
+                        f"or pass --ckpt_path FILE."
+                    )
+            elif ckpt_path == "last":
+                ckpt_path = str(last)
+        self._check_checkpoint_matches_model(ckpt_path)
+        return ckpt_path
+
+    def _check_checkpoint_matches_model(self, ckpt_path: str) -> None:
+        checkpoint = read_checkpoint(ckpt_path)
+        trained = checkpoint.get("hyper_parameters", {}).get("_class_path")
+        wanted = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
+        if trained and trained != wanted:
+            raise ValueError(
+                f"Checkpoint {ckpt_path} holds a {trained.rsplit('.', 1)[-1]} but the config builds a "
+                f"{wanted.rsplit('.', 1)[-1]}; use the config the checkpoint was trained with."
+            )
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        self.config_init[subcommand]["ckpt_path"] = self._resolve_ckpt_path()
+        super()._run_subcommand(subcommand)
+        if subcommand == "fit" and self.trainer.is_global_zero:
+            print(
+                f"\nRun folder: {self.run_dir}\n"
+                f"  checkpoints: {self.run_dir / CHECKPOINT_DIR}\n"
+                f"  TensorBoard: tensorboard --logdir {self.run_dir.parent}",
+                file=sys.stderr,
+            )
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    try:
+        ParadisCLI(args=args)
+    except USER_ERRORS as err:
+        if os.environ.get("PARADIS_DEBUG"):
+            raise
+        print(f"paradis: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

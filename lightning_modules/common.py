@@ -1,0 +1,58 @@
+"""Small pieces every task's module uses: config checks and optimizer construction."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+
+def check_choice(option: str, value: str, choices: Iterable[str]) -> str:
+    """Return `value` if it is one of `choices`, else raise one clear sentence."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"Unknown {option} '{value}'; choose one of: {', '.join(choices)}.")
+    return value
+
+
+def check_positive(option: str, value: float, allow_zero: bool = False) -> float:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "greater than zero"
+        raise ValueError(f"{option} must be {bound}, got {value}; fix it in the config or on the command line.")
+    return value
+
+
+def check_probability(option: str, value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{option} must be in [0, 1), got {value}.")
+    return value
+
+
+def build_optimizer(
+    param_groups: Sequence[dict] | Iterable[torch.nn.Parameter],
+    name: str,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """SGD (with optional momentum), Adam, AdamW or RMSprop by name."""
+    if name == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"Unknown optimizer '{name}'; choose one of: {', '.join(OPTIMIZERS)}.")
+
+
+def decay_param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices only: biases and normalisation parameters (1-D) are excluded."""
+    decay, no_decay = [], []
+    for param in module.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
