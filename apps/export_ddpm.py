@@ -1,0 +1,62 @@
+"""Export a DDPM checkpoint as a diffusers pipeline folder.
+
+    python -m apps.export_ddpm --ckpt runs/ddpm_silhouettes/checkpoints/last.ckpt --out exported/ [--raw]
+
+The folder loads without Paradis:
+
+    from diffusers import DDPMPipeline
+    pipe = DDPMPipeline.from_pretrained("exported/")
+    images = pipe(batch_size=4, num_inference_steps=1000).images   # PIL images
+
+By default the checkpoint's `state_dict` is exported: the EMA weights when training used the EMA
+callback. `--raw` exports the raw (non-averaged) training weights instead (`current_model_state`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+from apps.cli import USER_ERRORS, read_checkpoint
+from lightning_modules.ddpm import DDPM, export_pipeline
+
+
+def load_ddpm(ckpt: str | Path, raw: bool = False) -> DDPM:
+    """A `DDPM` from a checkpoint written by `paradis fit`, with its EMA weights (or raw ones with `raw`)."""
+    checkpoint = read_checkpoint(ckpt)
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    trained = hparams.get("_class_path", "lightning_modules.ddpm.DDPM")
+    if trained.rsplit(".", 1)[-1] != "DDPM":
+        raise ValueError(f"Checkpoint {ckpt} holds a {trained.rsplit('.', 1)[-1]}, not a DDPM; pass a DDPM checkpoint.")
+    module = DDPM(**{k: v for k, v in hparams.items() if not k.startswith("_")})
+    if raw:
+        if "current_model_state" not in checkpoint:
+            raise ValueError(f"Checkpoint {ckpt} holds no separate raw weights (it was not trained with EMA); drop --raw.")
+        state = checkpoint["current_model_state"]
+    else:
+        state = checkpoint["state_dict"]
+    module.load_state_dict(state)
+    return module.eval()
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m apps.export_ddpm", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", required=True, help="a .ckpt written by `paradis fit` with a DDPM config")
+    parser.add_argument("--out", required=True, help="output folder for the diffusers pipeline")
+    parser.add_argument("--raw", action="store_true", help="export the raw training weights instead of the EMA")
+    args = parser.parse_args(argv)
+    try:
+        path = export_pipeline(load_ddpm(args.ckpt, raw=args.raw), args.out)
+    except USER_ERRORS as err:
+        if os.environ.get("PARADIS_DEBUG"):
+            raise
+        print(f"export_ddpm: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{'Raw' if args.raw else 'EMA'} pipeline written to {path}; load it with DDPMPipeline.from_pretrained({str(path)!r})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""EMA weights and fixed-seed sample grids for generators (modules with `sample(n, ...)`).
+
+`EMA` is Lightning's `EMAWeightAveraging` with three guards. What the stock callback does
+(lightning/pytorch/callbacks/weight_averaging.py, Lightning 2.6):
+  * `setup("fit")` deep-copies the module into a `torch.optim.swa_utils.AveragedModel`; after each
+    optimizer step `update_parameters` folds the weights in (the first update copies them).
+  * validation: the averaged weights are swapped into the module at `on_validation_epoch_start` and
+    swapped back at `on_validation_epoch_end`; `on_train_end` copies them into the module for good.
+  * checkpoints: `on_save_checkpoint` moves the raw weights to `checkpoint["current_model_state"]`, writes
+    the averaged ones as `checkpoint["state_dict"]` and the averaging counter (`n_averaged`) as
+    `checkpoint["averaging_state"]`. `fit --ckpt_path last` restores both (the module from
+    `current_model_state`, the average from `state_dict` + `averaging_state`), so training resumes from
+    the raw weights with the EMA intact; everything else that loads `state_dict` (predict, the app,
+    export) gets the EMA weights.
+Guards added here: before the first update (e.g. with `update_starting_at_step`) the average still
+holds the initial weights, so nothing is swapped in, copied at the end, or saved as `state_dict`;
+and loading a checkpoint outside `fit` (predict/validate) is silent, since `state_dict` already is
+the EMA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torchvision.utils import make_grid, save_image
+
+
+def has_average(callback: WeightAveraging) -> bool:
+    """True once the callback's average has folded in at least one training step."""
+    average = getattr(callback, "_average_model", None)
+    return average is not None and int(average.n_averaged) > 0
+
+
+class EMA(EMAWeightAveraging):
+    """`EMAWeightAveraging(decay, update_every_n_steps, update_starting_at_step, ...)` that never swaps in,
+    copies or saves an average that has not been updated yet (see the module docstring)."""
+
+    def _swap_models(self, pl_module: LightningModule) -> None:
+        if has_average(self):
+            super()._swap_models(pl_module)
+
+    def _copy_average_to_current(self, pl_module: LightningModule) -> None:
+        if has_average(self):
+            super()._copy_average_to_current(pl_module)
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if self._average_model is not None and not has_average(self):
+            checkpoint["state_dict"] = checkpoint["current_model_state"]  # inference uses the raw weights
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        if self._average_model is not None:  # fit: restore raw weights + average; otherwise state_dict is the EMA
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+@contextlib.contextmanager
+def averaged_weights(trainer: Trainer, pl_module: LightningModule) -> Iterator[None]:
+    """Within the block the module holds the EMA weights (when a weight-averaging callback has an updated
+    average and they are not already swapped in, i.e. outside validation); swapped back afterwards."""
+    callbacks = [c for c in trainer.callbacks if isinstance(c, WeightAveraging) and has_average(c)]
+    swap = callbacks[0] if callbacks and not (trainer.validating or trainer.sanity_checking) else None
+    if swap is not None:
+        WeightAveraging._swap_models(swap, pl_module)
+    try:
+        yield
+    finally:
+        if swap is not None:
+            WeightAveraging._swap_models(swap, pl_module)
+
+
+class SampleGrid(Callback):
+    """Every `every_n_epochs` training epochs, and once when fit ends, draw `n` images from a fixed seed with
+    the module's `sample()` (EMA weights when an EMA callback is used) and write them as one grid to
+    TensorBoard (`samples`) and to `<run folder>/samples/epoch_XXXX.png` (XXXX = epochs completed).
+
+    Args:
+        every_n_epochs: drawing interval (0: only at the end of fit).
+        n: images per grid; `nrow` per row (default: about sqrt(n)).
+        seed: the starting noise, the same every time, so grids show progress, not luck.
+        steps, sampler: passed to `sample()` (defaults: the module's).
+    """
+
+    def __init__(self, every_n_epochs: int = 5, n: int = 16, seed: int = 0, steps: Optional[int] = None,
+                 sampler: Optional[str] = None, nrow: Optional[int] = None) -> None:
+        if every_n_epochs < 0 or n < 1:
+            raise ValueError(f"SampleGrid needs every_n_epochs >= 0 and n >= 1, got {every_n_epochs} and {n}.")
+        self.every_n_epochs, self.n, self.seed = every_n_epochs, n, seed
+        self.steps, self.sampler = steps, sampler
+        self.nrow = nrow or max(1, round(n**0.5))
+        self.paths: list[Path] = []
+        self._last_step: Optional[int] = None
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        epochs = trainer.current_epoch + 1
+        if self.every_n_epochs and epochs % self.every_n_epochs == 0:
+            with averaged_weights(trainer, pl_module):
+                self.draw(trainer, pl_module, epochs)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # EMA's on_train_end has already copied the averaged weights into the module.
+        if self._last_step != trainer.global_step:
+            self.draw(trainer, pl_module, trainer.current_epoch)
+
+    @rank_zero_only
+    def draw(self, trainer: Trainer, pl_module: LightningModule, epochs: int) -> Path:
+        generator = torch.Generator().manual_seed(self.seed)
+        images = pl_module.sample(self.n, steps=self.steps, sampler=self.sampler, generator=generator).cpu()
+        grid = make_grid(images, nrow=self.nrow, padding=2, pad_value=1.0)
+        path = Path(trainer.default_root_dir) / "samples" / f"epoch_{epochs:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("samples", grid, trainer.global_step)
+        self.paths.append(path)
+        self._last_step = trainer.global_step
+        return path
