@@ -193,9 +193,13 @@ class TextClassifier(LightningModule):
                 target_modules=targets,
                 modules_to_save=head,
             )
+        # Sizes given explicitly: peft reads them from config.to_dict(), where DistilBERT names them differently.
+        config = base.config
+        sizes = {"token_dim": config.hidden_size, "num_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads}
+        common = {"task_type": TaskType.SEQ_CLS, "num_virtual_tokens": hp.num_virtual_tokens, "modules_to_save": head, **sizes}
         if hp.peft_method == "prompt_tuning":
-            return PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=hp.num_virtual_tokens, modules_to_save=head)
-        return PromptEncoderConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=hp.num_virtual_tokens, encoder_hidden_size=128, modules_to_save=head)
+            return PromptTuningConfig(**common)
+        return PromptEncoderConfig(encoder_hidden_size=128, **common)
 
     @staticmethod
     def _module_leaves(model: torch.nn.Module) -> set[str]:
