@@ -12,10 +12,16 @@
     `current_model_state`, the average from `state_dict` + `averaging_state`), so training resumes from
     the raw weights with the EMA intact; everything else that loads `state_dict` (predict, the app,
     export) gets the EMA weights.
-Guards added here: before the first update (e.g. with `update_starting_at_step`) the average still
-holds the initial weights, so nothing is swapped in, copied at the end, or saved as `state_dict`;
-and loading a checkpoint outside `fit` (predict/validate) is silent, since `state_dict` already is
-the EMA.
+Changes made here:
+  * before the first update (e.g. with `update_starting_at_step`) the average still holds the initial
+    weights, so nothing is swapped in, copied at the end, or saved as `state_dict`;
+  * at the end of training the weights are *swapped* rather than copied: the module holds the EMA (for the
+    final grid, the pipeline export, a `predict` right after `fit`) and the raw weights stay in the
+    average's slot. `ModelCheckpoint.on_train_end` writes `last.ckpt` after this hook when no checkpoint
+    was saved since the last validation (e.g. `save_top_k=0`, or `max_steps` mid-epoch); with the stock
+    copy that file's `current_model_state` would be the EMA and a resume would lose the raw weights
+    (seen in tests/test_ddpm.py). Here such a save still writes raw weights to `current_model_state`;
+  * loading a checkpoint outside `fit` (predict/validate) is silent: `state_dict` already is the EMA.
 """
 
 from __future__ import annotations
@@ -42,18 +48,30 @@ class EMA(EMAWeightAveraging):
     """`EMAWeightAveraging(decay, update_every_n_steps, update_starting_at_step, ...)` that never swaps in,
     copies or saves an average that has not been updated yet (see the module docstring)."""
 
+    _swapped_at_end = False  # True after on_train_end: the module holds the EMA, the average the raw weights
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._swapped_at_end = False
+
     def _swap_models(self, pl_module: LightningModule) -> None:
         if has_average(self):
             super()._swap_models(pl_module)
 
-    def _copy_average_to_current(self, pl_module: LightningModule) -> None:
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if has_average(self):
-            super()._copy_average_to_current(pl_module)
+            super()._swap_models(pl_module)
+            self._swapped_at_end = True
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
-        if self._average_model is not None and not has_average(self):
-            checkpoint["state_dict"] = checkpoint["current_model_state"]  # inference uses the raw weights
+        if self._average_model is None:
+            return
+        if not has_average(self):  # nothing averaged yet: inference uses the raw weights too
+            checkpoint["state_dict"] = checkpoint["current_model_state"]
+        elif self._swapped_at_end:
+            checkpoint["state_dict"], checkpoint["current_model_state"] = (
+                checkpoint["current_model_state"], checkpoint["state_dict"])
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
         if self._average_model is not None:  # fit: restore raw weights + average; otherwise state_dict is the EMA

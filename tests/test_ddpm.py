@@ -1,0 +1,250 @@
+"""DDPM generator: tiny U-Net on CPU; schedules, samplers, data, EMA, grids, export, CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from PIL import Image
+from torchvision.utils import make_grid
+
+from callbacks.sample_grid import EMA, SampleGrid
+from datamodules.images import ImageFolderDataModule, SilhouetteDataModule, denormalize, load_folder, normalize
+from lightning_modules.ddpm import DDPM, build_pipeline, export_pipeline, make_scheduler
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(sample_size=32, in_channels=1, model_channels=16, channel_mult=[1, 2], num_res_blocks=1,
+            attention_resolutions=[16], attention_head_dim=16, warmup_steps=2, lr=1e-3, sample_steps=3)
+
+
+def tiny(**overrides) -> DDPM:
+    torch.manual_seed(0)
+    return DDPM(**{**TINY, **overrides})
+
+
+def trainer(root, callbacks, max_epochs=2, **kwargs) -> Trainer:
+    return Trainer(default_root_dir=str(root), accelerator="cpu", max_epochs=max_epochs, limit_train_batches=3,
+                   limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
+                   enable_model_summary=False, callbacks=callbacks, **kwargs)
+
+
+def checkpointer(root) -> ModelCheckpoint:
+    return ModelCheckpoint(dirpath=root / "checkpoints", save_last=True, save_top_k=0)
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """Two short epochs with EMA (decay 0.5, so it clearly differs from the raw weights) and a sample grid."""
+    root = tmp_path_factory.mktemp("ddpm_fit")
+    module, grid = tiny(), SampleGrid(every_n_epochs=1, n=4, seed=3, steps=3)
+    trainer(root, [EMA(decay=0.5), grid, checkpointer(root)]).fit(module, SilhouetteDataModule(batch_size=16))
+    return root, module, grid
+
+
+# -- module ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_forward_and_loss_shapes(prediction_type):
+    module = tiny(prediction_type=prediction_type)
+    images = torch.rand(3, 1, 32, 32) * 2 - 1
+    timesteps = torch.tensor([0, 500, 999])
+    assert module(images, timesteps).shape == images.shape
+    loss = module.loss(images, timesteps, torch.randn_like(images))
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert all(p.grad is not None for p in module.unet.parameters())
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "quadratic"])
+def test_schedules_are_sane(schedule):
+    scheduler = make_scheduler(schedule, 1000, "epsilon")
+    betas, alphas_cumprod = scheduler.betas.double(), scheduler.alphas_cumprod.double()
+    assert betas.shape == (1000,) and (betas > 0).all() and (betas < 1).all()
+    assert (betas[1:] >= betas[:-1] - 1e-12).all(), "betas grow with t"
+    assert (alphas_cumprod[1:] < alphas_cumprod[:-1]).all(), "signal decays with t"
+    assert alphas_cumprod[0] > 0.99 and alphas_cumprod[-1] < 0.01
+    if schedule == "quadratic":
+        assert torch.allclose(betas, torch.linspace(1e-4**0.5, 0.02**0.5, 1000, dtype=torch.float64) ** 2, atol=1e-7)
+    if schedule == "linear":
+        assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
+
+
+def test_bad_config_values_are_one_sentence_errors():
+    with pytest.raises(ValueError, match="Unknown schedule"):
+        tiny(schedule="sigmoid")
+    with pytest.raises(ValueError, match="sample_size"):
+        tiny(sample_size=33)
+    with pytest.raises(ValueError, match="Unknown sampler"):
+        tiny().sample(1, sampler="euler")
+
+
+@pytest.mark.parametrize("sampler,steps", [("ddim", 4), ("ddpm", 6)])
+def test_sampling_in_range_and_repeatable(sampler, steps):
+    module = tiny(schedule="cosine")
+    calls = []
+    first = module.sample(3, steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(7),
+                          progress=lambda i, total: calls.append((i, total)))
+    again = module.sample(3, steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(7))
+    other = module.sample(3, steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(8))
+    assert first.shape == (3, 1, 32, 32) and first.min() >= 0 and first.max() <= 1
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert calls[-1] == (steps, steps) and len(calls) == steps
+    assert module.training, "sample() restores train mode"
+
+
+# -- data ------------------------------------------------------------------------------------------
+def test_image_folder_mixed_formats_corrupt_and_empty(tmp_path):
+    folder = tmp_path / "cats"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(folder / "a.jpg")
+    Image.fromarray(rng.integers(0, 255, (50, 50, 4), dtype=np.uint8), "RGBA").save(folder / "b.png")
+    Image.fromarray(rng.integers(0, 255, (30, 70), dtype=np.uint8), "L").save(folder / "sub" / "c.webp")
+    Image.fromarray(rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)).save(folder / "sub" / "d.BMP")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (folder / "notes.txt").write_text("hello")
+    with pytest.warns(UserWarning, match="Skipped 2 unreadable or non-image"):
+        images, paths = load_folder(folder, size=16)
+    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8
+    assert sorted(p.name for p in paths) == ["a.jpg", "b.png", "c.webp", "d.BMP"]
+
+    data = ImageFolderDataModule(data_dir=str(folder), image_size=16, val_fraction=0.25, batch_size=2)
+    with pytest.warns(UserWarning, match="Skipped 2"):
+        data.setup("fit")
+    assert len(data.train) == 3 and len(data.val) == 1
+    batch = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)
+    assert batch.dtype == torch.float32 and batch.min() >= -1 and batch.max() <= 1
+    assert torch.equal(denormalize(normalize(images)).mul(255).round().to(torch.uint8), images)
+
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="holds no JPEG/PNG"):
+        ImageFolderDataModule(data_dir=str(tmp_path / "empty")).setup("fit")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageFolderDataModule(data_dir=str(tmp_path / "missing")).setup("fit")
+
+
+def test_image_folder_read_lazily_when_too_large(tmp_path):
+    for i in range(4):
+        Image.new("RGB", (20, 20), (i * 60, 0, 0)).save(tmp_path / f"{i}.png")
+    data = ImageFolderDataModule(data_dir=str(tmp_path), image_size=8, max_memory_mb=0, val_fraction=0.25,
+                                 batch_size=3, num_workers=0)
+    data.setup("fit")
+    (batch,) = [data.on_after_batch_transfer(b, 0) for b in data.train_dataloader()]
+    assert batch.shape == (3, 3, 8, 8) and batch.min() >= -1 and batch.max() <= 1
+
+
+def test_silhouettes_are_the_bundled_cats():
+    data = SilhouetteDataModule()
+    images = data.load()
+    assert images.shape == (1000, 1, 32, 32) and images.dtype == torch.uint8
+    assert images[:, :, :2].max() == 0 and images[:, :, :, -2:].max() == 0, "28 px padded to 32 with background"
+    assert 40 < images.float().mean() < 120, "white silhouettes on black"
+    data.setup("fit")
+    assert (len(data.train), len(data.val)) == (900, 100)
+    seeds = torch.cat([b[0] for b in data.predict_dataloader()])
+    assert seeds.tolist() == list(range(16))
+
+
+# -- EMA, grids, resume, export --------------------------------------------------------------------
+def test_ema_weights_differ_from_raw_and_are_what_sampling_uses(fitted):
+    root, module, grid = fitted
+    checkpoint = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
+    ema, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert not same_weights(ema, raw), "EMA weights differ from the raw weights"
+    assert int(checkpoint["averaging_state"]["n_averaged"]) == 6
+    assert same_weights(module.state_dict(), ema), "after fit the module holds the EMA weights"
+
+    def grid_of(state: dict) -> np.ndarray:
+        model = tiny()
+        model.load_state_dict(state)
+        images = model.sample(4, steps=3, generator=torch.Generator().manual_seed(3))
+        return make_grid(images, nrow=2, padding=2, pad_value=1.0).mul(255).add(0.5).clamp(0, 255).byte().numpy()
+
+    # The grid drawn at the end of epoch 2 (during training, raw weights in the module) used the EMA weights.
+    assert [p.name for p in grid.paths] == ["epoch_0001.png", "epoch_0002.png"]
+    drawn = np.asarray(Image.open(grid.paths[-1]))
+    drawn = drawn[..., 0] if drawn.ndim == 3 else drawn
+    assert np.array_equal(drawn, grid_of(ema)[0])
+    assert not np.array_equal(drawn, grid_of(raw)[0])
+
+
+def test_no_stale_average_before_the_first_ema_update(tmp_path):
+    module = tiny()
+    initial = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer(tmp_path, [EMA(decay=0.5, update_starting_at_step=1000), checkpointer(tmp_path)], max_epochs=1).fit(
+        module, SilhouetteDataModule(batch_size=16))
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert int(checkpoint["averaging_state"]["n_averaged"]) == 0
+    assert same_weights(checkpoint["state_dict"], checkpoint["current_model_state"])
+    assert same_weights(module.state_dict(), checkpoint["current_model_state"]), "trained weights kept at the end"
+    assert not same_weights(module.state_dict(), initial)
+
+
+class Inspect(Callback):
+    def on_train_start(self, trainer, pl_module):
+        ema = next(c for c in trainer.callbacks if isinstance(c, EMA))
+        self.n_averaged = int(ema._average_model.n_averaged)
+        self.average = {k[len("module."):]: v.clone() for k, v in ema._average_model.state_dict().items() if k.startswith("module.")}
+        self.current = {k: v.clone() for k, v in pl_module.state_dict().items()}
+
+
+def test_resume_keeps_the_ema_state(fitted, tmp_path):
+    root, _, _ = fitted
+    checkpoint = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
+    inspect, module = Inspect(), tiny()
+    trainer(tmp_path, [EMA(decay=0.5), inspect, checkpointer(tmp_path)], max_epochs=3).fit(
+        module, SilhouetteDataModule(batch_size=16), ckpt_path=str(root / "checkpoints" / "last.ckpt"))
+    assert inspect.n_averaged == 6
+    assert same_weights(inspect.average, checkpoint["state_dict"]), "EMA restored"
+    assert same_weights(inspect.current, checkpoint["current_model_state"]), "training resumes from raw weights"
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert int(resumed["averaging_state"]["n_averaged"]) == 9 and resumed["global_step"] == 9
+
+
+def test_exported_pipeline_loads_with_plain_diffusers_and_matches_sample(fitted, tmp_path):
+    from diffusers import DDPMPipeline
+
+    root, module, _ = fitted
+    exported = root / "pipeline"  # written by DDPM.on_fit_end
+    index = json.loads((exported / "model_index.json").read_text())
+    assert index["_class_name"] == "DDPMPipeline" and index["unet"] == ["diffusers", "UNet2DModel"]
+    pipe = DDPMPipeline.from_pretrained(str(exported))
+    assert same_weights(pipe.unet.state_dict(), module.unet.state_dict()), "the final EMA weights were exported"
+    images = pipe(batch_size=2, num_inference_steps=5, generator=torch.Generator().manual_seed(1), output_type="np").images
+    assert images.shape == (2, 32, 32, 1) and images.min() >= 0 and images.max() <= 1
+    ours = module.sample(2, steps=5, sampler="ddpm", generator=torch.Generator().manual_seed(1))
+    assert np.allclose(images, ours.permute(0, 2, 3, 1).numpy(), atol=1e-4)
+
+    from apps.export_ddpm import main as export_main
+
+    export_main(["--ckpt", str(root / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "raw"), "--raw"])
+    raw = DDPMPipeline.from_pretrained(str(tmp_path / "raw"))
+    assert not same_weights(raw.unet.state_dict(), pipe.unet.state_dict())
+    assert build_pipeline(module).scheduler.config.beta_schedule == module.noise_scheduler.config.beta_schedule
+    with pytest.raises(SystemExit) as exit_info:
+        export_main(["--ckpt", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    assert export_pipeline(module, tmp_path / "again").joinpath("unet", "config.json").is_file()
+
+
+# -- CLI end to end ----------------------------------------------------------------------------------
+def test_paradis_fit_then_predict(tmp_path, paradis):
+    run = tmp_path / "run"
+    config = str(ROOT / "tests" / "configs" / "ddpm_tiny.yaml")
+    paradis("fit", "--config", config, "--run_dir", str(run))
+    for name in ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "samples/epoch_0002.png",
+                 "pipeline/model_index.json", "config.yaml"):
+        assert (run / name).is_file(), name
+    proc = paradis("predict", "--config", config, "--run_dir", str(run), "--data.num_samples", "5",
+                       "--model.sampler", "ddpm", "--model.sample_steps", "4")
+    written = sorted(p.name for p in (run / "predictions").iterdir())
+    assert written == ["grid.png", *(f"sample_{i:04d}.png" for i in range(5))], proc.stderr[-2000:]
+    assert Image.open(run / "predictions" / "sample_0000.png").size == (32, 32)
