@@ -131,6 +131,15 @@ class ParadisCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     # -- checkpoint rules ---------------------------------------------------------------------
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the hyper-parameters of an explicit --ckpt_path FILE before anything
+        # else; check the file first so a missing or corrupt one is one sentence, not a traceback.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path not in ("last", "best"):
+            read_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
+
     def _resolve_ckpt_path(self) -> Optional[str]:
         config = self.config_init[self.subcommand]
         ckpt_path = config.get("ckpt_path")
@@ -187,13 +196,25 @@ class ParadisCLI(LightningCLI):
             )
 
 
+def user_error_message(err: BaseException) -> str:
+    """The sentence a user needs: jsonargparse wraps a module's ValueError raised while the config is
+    instantiated ("Does not validate against any of the Union subtypes ..."); report the innermost one."""
+    seen = {id(err)}
+    while True:
+        inner = err.__cause__ or err.__context__
+        if not isinstance(inner, USER_ERRORS) or id(inner) in seen:
+            return str(err)
+        seen.add(id(inner))
+        err = inner
+
+
 def main(args: Optional[list[str]] = None) -> None:
     try:
         ParadisCLI(args=args)
     except USER_ERRORS as err:
         if os.environ.get("PARADIS_DEBUG"):
             raise
-        print(f"paradis: error: {err}", file=sys.stderr)
+        print(f"paradis: error: {user_error_message(err)}", file=sys.stderr)
         sys.exit(2)
 
 

