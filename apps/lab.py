@@ -219,13 +219,13 @@ def run_commands(lab: Lab, variant: Variant, run_dir: Path, extra: list[str], fo
     return [fit, test]
 
 
-def error_line(stderr: str, returncode: int) -> str:
-    """The one-line reason a run failed: the `error:` line of `paradis`, else the last line of stderr.
+def error_line(output: str, returncode: int) -> str:
+    """The one-line reason a run failed: the `error:` line of `paradis`, else the last line of its output.
 
     When jsonargparse wraps the module's own sentence ("Does not validate against any of the
     Union subtypes ... Errors: - <sentence>"), the first real cause replaces the wrapper.
     """
-    lines = [line.rstrip() for line in stderr.splitlines() if line.strip()]
+    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
     start = next((i for i, line in enumerate(lines) if re.match(r"^(paradis: )?error:", line.strip())), None)
     if start is None:
         return (lines[-1].strip() if lines else f"exit code {returncode}")[:300]
@@ -321,10 +321,11 @@ def run_variant(lab: Lab, variant: Variant, run_dir: Path, extra: list[str], fol
     start = time.perf_counter()
     result: dict[str, Any] = {"variant": variant.name, "fold": fold and fold[0], "commands": shown, "run_dir": str(run_dir)}
     for stage, command in zip(("fit", "test"), commands):
-        proc = subprocess.run([paradis_bin(), *command[1:]], capture_output=True, text=True)
-        (run_dir / f"{stage}.log").write_text(proc.stdout + proc.stderr)
+        log_file = run_dir / f"{stage}.log"  # written as it runs: `tail -f` it to follow a long run
+        with log_file.open("w") as output:
+            proc = subprocess.run([paradis_bin(), *command[1:]], stdout=output, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
-            result.update(status="failed", stage=stage, error=error_line(proc.stderr, proc.returncode))
+            result.update(status="failed", stage=stage, error=error_line(log_file.read_text(), proc.returncode))
             result["wall_time_s"] = time.perf_counter() - start
             return result  # not written: an unfinished variant is run again next time
     result.update(status="ok", wall_time_s=time.perf_counter() - start, **run_metrics(run_dir, lab.target_acc))
@@ -412,6 +413,8 @@ def plot(results: dict[str, list[dict]], out_dir: Path) -> list[tuple[str, str]]
     ok = {name: runs for name, runs in results.items() if all(r["status"] == "ok" for r in runs)}
     if not ok:
         return []
+    from matplotlib.ticker import MaxNLocator
+
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     color = {name: colors[i % len(colors)] for i, name in enumerate(ok)}
     figures = []
@@ -421,6 +424,7 @@ def plot(results: dict[str, list[dict]], out_dir: Path) -> list[tuple[str, str]]
         acc = mean_curve(runs, "val/acc")
         ax.plot(range(1, len(acc) + 1), acc, marker="o", label=name, color=color[name])
     ax.set(xlabel="epoch", ylabel="val accuracy", title="Validation accuracy per epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     figures.append(("Validation accuracy per epoch", "val_acc.png", fig))
@@ -431,6 +435,7 @@ def plot(results: dict[str, list[dict]], out_dir: Path) -> list[tuple[str, str]]
         ax.plot(range(1, len(train) + 1), train, color=color[name], label=f"{name} train")
         ax.plot(range(1, len(val) + 1), val, color=color[name], linestyle="--", label=f"{name} val")
     ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="Train (solid) and validation (dashed) loss per epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", ncol=2)
     figures.append(("Train and validation loss per epoch", "loss.png", fig))
@@ -477,7 +482,7 @@ def machine_line() -> str:
     )
 
 
-def write_report(lab: Lab, out_dir: Path, rows: list[dict], results: dict[str, list[dict]], argv: list[str]) -> Path:
+def write_report(lab: Lab, out_dir: Path, rows: list[dict], results: dict[str, list[dict]], argv: list[str], folds: int) -> Path:
     plots = plot(results, out_dir)
     lines = [
         f"# MNIST lab: {lab.axis}",
@@ -487,6 +492,11 @@ def write_report(lab: Lab, out_dir: Path, rows: list[dict], results: dict[str, l
         f"- Lab file: `{lab.path}` — reproduce the whole table with `{shlex.join(['paradis-lab', *argv])}`",
         f"- Machine: {machine_line()}",
         f"- Written: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; same seed ({lab.seed}) and data for every variant",
+        *(
+            [f"- {folds}-fold cross-validation (`--data.folds {folds}`): each cell is mean ± sample std over the folds"]
+            if folds > 1
+            else []
+        ),
         "- Columns: test accuracy of the best checkpoint (by val acc); epoch time, samples/s = mean over training epochs "
         "(validation excluded); peak memory = process RSS on CPU, max CUDA allocation on GPU; initial weights = the "
         "first characters of a SHA-256 of the weights before training (equal hashes = same starting point).",
@@ -559,7 +569,7 @@ def run_lab(argv: list[str]) -> Path:
         results[variant.name] = runs
     rows = [summarize(name, runs) for name, runs in results.items()]
     (out_dir / "results.json").write_text(json.dumps({"lab": str(lab.path), "rows": rows, "runs": results}, indent=1))
-    report = write_report(lab, out_dir, rows, results, argv)
+    report = write_report(lab, out_dir, rows, results, argv, args.folds)
     print()
     print(markdown_table(rows, lab.target_acc))
     print(f"\nReport: {report}")
