@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import random
 from pathlib import Path
 from typing import Iterator, Optional
@@ -445,7 +446,7 @@ class TextDataModule(LightningDataModule):
         dataset = TokenizedTexts.from_lists(token_lists, labels)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # DDP ranks may write the same entry at once
             torch.save({"ids": dataset.ids, "offsets": dataset.offsets, "labels": dataset.labels}, tmp)
             tmp.replace(path)
         except OSError as err:

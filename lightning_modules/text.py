@@ -59,6 +59,19 @@ def lora_targets(model: torch.nn.Module) -> list[str]:
     )
 
 
+def read_checkpoint(path: str) -> dict:
+    """Load a .ckpt without executing pickled code, or say clearly why it cannot be used."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Checkpoint {path} does not exist; pass a .ckpt written by `paradis fit`.") from None
+    except Exception as err:  # truncated / foreign files raise many types
+        raise ValueError(f"Checkpoint {path} cannot be read ({type(err).__name__}); pass a .ckpt written by `paradis fit`.") from None
+    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise ValueError(f"Checkpoint {path} is not a text classifier checkpoint; pass a .ckpt from a TextClassifier run.")
+    return checkpoint
+
+
 class TextClassifier(LightningModule):
     """Sequence classifier fine-tuned with LoRA, prompt tuning, P-tuning or fully.
 
@@ -291,8 +304,6 @@ class TextClassifier(LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str, map_location: str | torch.device = "cpu") -> "TextClassifier":
         """Rebuild a trained classifier from a small .ckpt (for predict scripts, export and the app)."""
-        from apps.cli import read_checkpoint
-
         checkpoint = read_checkpoint(path)
         hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
         module = cls(**hparams)

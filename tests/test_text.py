@@ -78,6 +78,8 @@ def test_lora_targets_follow_the_architecture(tiny):
         TextClassifier(model_name_or_path=tiny, target_modules=["nope"]).build(["a", "b"])
     with pytest.raises(ValueError, match="peft_method"):
         TextClassifier(peft_method="adapters")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TextClassifier.from_checkpoint("no/such.ckpt")
 
 
 @pytest.mark.parametrize("method", ["prompt_tuning", "p_tuning"])
