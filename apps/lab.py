@@ -313,7 +313,8 @@ def run_variant(lab: Lab, variant: Variant, run_dir: Path, extra: list[str], fol
     if result_file.exists() and not force:
         result = json.loads(result_file.read_text())
         if result.get("commands") == shown and result.get("status") == "ok":
-            result["skipped"] = True
+            # Read the numbers back from the run's events (the target may have changed in the lab file).
+            result.update(run_metrics(run_dir, lab.target_acc), target_acc=lab.target_acc, skipped=True)
             return result
         log("  command changed since the last run: running it again")
     clean_run_dir(run_dir)
@@ -336,9 +337,9 @@ def run_variant(lab: Lab, variant: Variant, run_dir: Path, extra: list[str], fol
 
 
 # -- report -----------------------------------------------------------------------------------
-def aggregate(values: list[Optional[float]], digits: int, scale: float = 1.0) -> str:
+def aggregate(values: list[Optional[float]], digits: int) -> str:
     """'x' for one run, 'mean ± std' over folds; '—' when missing."""
-    values = [v * scale for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not values:
         return "—"
     if len(values) == 1:
@@ -479,6 +480,7 @@ def machine_line() -> str:
     return (
         f"{platform.node() or 'this machine'}: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, torch {version('torch')}, lightning {version('lightning')}"
+        + (f", OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}" if os.environ.get("OMP_NUM_THREADS") else "")
     )
 
 
