@@ -116,7 +116,7 @@ def throughput(args, tmp: str) -> dict:
 
 def accuracy_on_budget(args, tmp: str, run_dir: str) -> dict:
     seed_everything(0, verbose=False)
-    module = TextClassifier(MODEL, lr=args.lr, max_length=args.max_length)
+    module = TextClassifier(MODEL, lr=args.lr, max_length=args.max_length, modules_to_save=args.modules_to_save)
     data = data_module(args, tmp, True)
     trainer = Trainer(accelerator="cpu", max_steps=args.budget_steps, limit_val_batches=0, logger=False,
                       enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, default_root_dir=run_dir)
@@ -171,12 +171,15 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--budget-steps", type=int, default=500)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--modules-to-save", nargs="*", default=["pooler"], help="extra trained modules (accuracy run)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is faster on a shared, busy CPU")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.modules_to_save:
+        args.modules_to_save = None
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
     report: dict = {"settings": {k: v for k, v in vars(args).items()}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -81,6 +81,8 @@ class TextClassifier(LightningModule):
         lora_r, lora_alpha, lora_dropout: LoRA rank, scaling and dropout.
         target_modules: modules LoRA adapts; None picks them from the architecture
             (q_lin/v_lin for DistilBERT, query/value for BERT).
+        modules_to_save: extra modules trained in full and saved with the adapter (e.g. [pooler] for
+            BERT-type models whose pooler was not trained for classification); the new head always is.
         num_virtual_tokens: prompt length for prompt tuning / P-tuning.
         lr, weight_decay: AdamW settings; no weight decay on biases and norms.
         warmup_ratio: fraction of the training steps with a linear warm-up, then linear decay to 0.
@@ -99,6 +101,7 @@ class TextClassifier(LightningModule):
         lora_alpha: int = 16,
         lora_dropout: float = 0.1,
         target_modules: Optional[list[str]] = None,
+        modules_to_save: Optional[list[str]] = None,
         num_virtual_tokens: int = 20,
         lr: float = 5e-4,
         weight_decay: float = 0.01,
@@ -192,9 +195,13 @@ class TextClassifier(LightningModule):
         # Modules the checkpoint did not provide (the new head; DistilBERT's pre_classifier too) are
         # trained and saved with the adapter: left frozen they would stay random.
         head = sorted({key.rsplit(".", 1)[0] for key in info.get("missing_keys", []) if "." in key}) or ["classifier"]
+        leaves = self._module_leaves(base)
+        extra = [m for m in (hp.modules_to_save or []) if m not in leaves]
+        if extra:
+            raise ValueError(f"model.modules_to_save {extra} are not modules of {type(base).__name__}; check the names.")
+        head = sorted(set(head) | set(hp.modules_to_save or []))
         if hp.peft_method == "lora":
             targets = list(hp.target_modules) if hp.target_modules else lora_targets(base)
-            leaves = self._module_leaves(base)
             unknown = [t for t in targets if t not in leaves]
             if unknown:
                 raise ValueError(f"model.target_modules {unknown} are not modules of {type(base).__name__}; pick from its Linear layers, e.g. {lora_targets(base)}.")
