@@ -227,15 +227,10 @@ class TextClassifier(LightningModule):
 
     @staticmethod
     def _config_from_json(text: str):
+        """The PEFT config saved in a checkpoint (so the adapter is rebuilt exactly as trained)."""
         from peft import PeftConfig
 
-        data = json.loads(text)
-        config_cls = PeftConfig._get_peft_specific_config_class(data["peft_type"]) if hasattr(PeftConfig, "_get_peft_specific_config_class") else None
-        if config_cls is None:
-            from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-
-            config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[data["peft_type"]]
-        return config_cls.from_peft_type(**data) if hasattr(config_cls, "from_peft_type") else config_cls(**data)
+        return PeftConfig.from_peft_type(**json.loads(text))
 
     def setup(self, stage: str) -> None:
         if self.model is not None:
