@@ -32,8 +32,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q tests
 
+# The figures in BENCHMARKS.md (each script's docstring has its options). ~30 min on 2 CPU cores.
 bench: install
 	$(BIN)/python benchmarks/mnist_epoch.py
+	$(BIN)/python benchmarks/ddpm.py train --unet tiny
+	$(BIN)/python benchmarks/ddpm.py sample
+	$(BIN)/python benchmarks/text.py
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache
