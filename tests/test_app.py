@@ -1,0 +1,351 @@
+"""`paradis-app` on real (tiny) checkpoints of all three tasks: through gradio_client against the launched app
+(predictions match `paradis predict`, every bad input gets its message, broken checkpoints keep the app serving,
+20 concurrent requests) and in headless Chromium driven by Playwright (draw, upload, generate, classify)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from apps.cli import main as paradis_main
+from apps.gradio_app import build_app, discover, parse_args
+from text_fixtures import make_tiny_distilbert
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+MNIST = ["--config", "configs/mnist.yaml", "--data.download", "false", "--data.train_subset", "2048",
+         "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "1", "--trainer.max_epochs", "1",
+         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+TEXTS = ["a great , wonderful film", "boring , awful mess", "loved it"]
+
+
+def paradis(*args: str) -> None:
+    """The real `paradis` CLI, in-process (the subprocess start-up would double this file's run time)."""
+    with mock.patch("sys.argv", ["paradis"]):
+        paradis_main(list(args))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """One fit of each task into a runs tree (nested folders), plus the configs to `paradis predict` them."""
+    tmp = tmp_path_factory.mktemp("app")
+    runs = tmp / "runs"
+    paradis("fit", *MNIST, "--run_dir", str(runs / "mnist"))
+
+    ddpm_config = yaml.safe_load(open(ROOT / "tests/configs/ddpm_tiny.yaml"))
+    ddpm_config["trainer"].update(max_epochs=1, limit_train_batches=2)
+    ddpm_config["trainer"]["callbacks"] = [c for c in ddpm_config["trainer"]["callbacks"] if not c["class_path"].endswith("SampleGrid")]
+    ddpm_config["model"]["init_args"]["export_on_fit_end"] = False
+    ddpm_yaml = tmp / "ddpm.yaml"
+    ddpm_yaml.write_text(yaml.safe_dump(ddpm_config))
+    paradis("fit", "--config", str(ddpm_yaml), "--run_dir", str(runs / "lab" / "ddpm" / "tiny"))
+
+    text = ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path",
+            str(make_tiny_distilbert(tmp / "tiny_distilbert")), "--data.data_dir", str(tmp / "text_data")]
+    paradis("fit", *text, "--run_dir", str(runs / "text"))
+
+    # A copy for the test that breaks checkpoints under the running app, and broken files found at start.
+    shutil.copytree(runs / "mnist", runs / "victim")
+    (runs / "broken" / "checkpoints").mkdir(parents=True)
+    (runs / "broken" / "config.yaml").write_text("model: {}\n")
+    (runs / "broken" / "checkpoints" / "best.ckpt").write_bytes(b"not a checkpoint at all")
+    foreign = tmp / "foreign.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "builtins.exec"}}, foreign)
+    return {"tmp": tmp, "runs": runs, "ddpm": ["--config", str(ddpm_yaml)], "text": text,
+            "extra": [str(foreign), str(tmp / "missing.ckpt")]}
+
+
+def ckpt(runs: dict, run: str, name: str = "best") -> str:
+    return str((runs["runs"] / run / "checkpoints" / f"{name}.ckpt").resolve())
+
+
+@pytest.fixture(scope="module")
+def app(runs):
+    demo = build_app(runs["runs"], runs["extra"])
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo, url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app[1], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def digits(runs) -> Path:
+    """Three MNIST test digits as enlarged PNGs, and files that are not fit to classify."""
+    from datamodules.mnist import load_bundled
+
+    folder = runs["tmp"] / "digits"
+    folder.mkdir()
+    for i, image in enumerate(load_bundled()[2][:3]):
+        Image.fromarray(255 - image.numpy()).resize((96, 96)).save(folder / f"{i}.png")  # dark ink on paper
+    bad = runs["tmp"] / "bad"
+    bad.mkdir()
+    (bad / "notes.txt").write_text("not an image")
+    (bad / "fake.png").write_text("not an image either")
+    Image.new("L", (5000, 4000)).save(bad / "huge.png")
+    Image.new("RGB", (280, 280), "white").save(bad / "blank.png")
+    return folder
+
+
+def upload(path) -> dict:
+    from gradio_client import handle_file
+
+    return handle_file(str(path))
+
+
+def sketch(path) -> dict:
+    return {"background": None, "layers": [], "composite": upload(path)}
+
+
+def confidences(label: dict) -> dict[str, float]:
+    return {c["label"]: c["confidence"] for c in label["confidences"]}
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+# -- discovery ------------------------------------------------------------------------------------------------
+def test_discovery_groups_runs_by_task_and_reports_broken_files(runs):
+    entries, problems = discover(runs["runs"], runs["extra"])
+    assert {task: len(found) for task, found in entries.items()} == {"mnist": 4, "ddpm": 2, "text": 2}
+    ddpm = entries["ddpm"][0]
+    assert ddpm.label.startswith("lab/ddpm/tiny · best · val/loss ") and " epoch 0 · 20" in ddpm.label
+    assert any("val/acc" in e.label for e in entries["mnist"])
+    assert len(problems) == 3
+    assert any("broken/checkpoints/best.ckpt cannot be read" in p for p in problems)
+    assert any("holds a builtins.exec, not one of the app's tasks" in p for p in problems)
+    assert any("missing.ckpt does not exist" in p for p in problems)
+
+
+def test_nothing_to_open_says_which_command_trains_one(tmp_path):
+    import gradio as gr
+
+    demo = build_app(tmp_path)
+    text = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
+    assert "Nothing to open" in text
+    for command in ("paradis fit --config configs/mnist.yaml", "paradis fit --config configs/ddpm_silhouettes.yaml",
+                    "paradis fit --config configs/text_lora_minilm.yaml"):
+        assert command in text
+    options = parse_args([])
+    assert (options.host, options.port, options.share, options.runs_dir) == ("127.0.0.1", 7860, False, "runs")
+    assert parse_args(["--share", "--checkpoint", "a.ckpt", "--checkpoint", "b.ckpt"]).checkpoint == ["a.ckpt", "b.ckpt"]
+
+
+# -- predictions match `paradis predict` --------------------------------------------------------------------------
+def test_mnist_matches_paradis_predict(runs, client, digits):
+    paradis("predict", *MNIST, "--run_dir", str(runs["runs"] / "mnist"), "--data.predict_path", str(digits))
+    rows = read_csv(runs["runs"] / "mnist" / "predictions.csv")
+    assert len(rows) == 3
+    for row in rows:
+        image = digits / Path(row["input"]).name
+        for api, value in (("/classify_upload", upload(image)), ("/classify_sketch", sketch(image))):
+            label = client.predict(ckpt(runs, "mnist"), value, api_name=api)
+            assert label["label"] == row["prediction"], api
+            probs = confidences(label)
+            assert all(abs(probs[str(d)] - float(row[f"p_{d}"])) < 1e-5 for d in range(10)), api
+
+
+def test_ddpm_matches_paradis_predict_with_ema_weights(runs, client):
+    run = runs["runs"] / "lab" / "ddpm" / "tiny"
+    paradis("predict", *runs["ddpm"], "--run_dir", str(run), "--data.num_samples", "4", "--data.predict_batch_size", "4",
+            "--data.sample_seed", "5", "--model.sampler", "ddpm", "--model.sample_steps", "4")
+    expected = np.asarray(Image.open(run / "predictions" / "grid.png").convert("RGB"), dtype=int)
+    grid = client.predict(ckpt(runs, "lab/ddpm/tiny"), 4, 5, "DDPM", 4, api_name="/generate")
+    got = np.asarray(Image.open(grid).convert("RGB"), dtype=int)
+    assert got.shape == expected.shape == (70, 70, 3)  # 2x2 images of 32 px, 2 px padding
+    assert np.abs(got - expected).max() <= 1
+    checkpoint = torch.load(ckpt(runs, "lab/ddpm/tiny"), weights_only=True)
+    assert any(not torch.equal(checkpoint["state_dict"][k], v) for k, v in checkpoint["current_model_state"].items())
+    again = client.predict(ckpt(runs, "lab/ddpm/tiny"), 4, 6, "DDIM", 3, api_name="/generate")
+    assert not np.array_equal(np.asarray(Image.open(again).convert("RGB"), dtype=int), got)
+
+
+def test_text_matches_paradis_predict_and_says_when_truncated(runs, client):
+    lines = runs["tmp"] / "texts.txt"
+    lines.write_text("\n".join(TEXTS) + "\n")
+    paradis("predict", *runs["text"], "--run_dir", str(runs["runs"] / "text"), "--data.predict_file", str(lines))
+    rows = read_csv(runs["runs"] / "text" / "predictions.csv")
+    label, table, note = client.predict(ckpt(runs, "text"), "\n".join(TEXTS), True, api_name="/classify_text")
+    assert [r[0] for r in table["data"]] == [r["input"] for r in rows] == TEXTS
+    for got, row in zip(table["data"], rows):
+        assert got[1] == row["prediction"]
+        assert abs(got[2] - float(row["p_negative"])) < 1e-3 and abs(got[3] - float(row["p_positive"])) < 1e-3
+    assert label["label"] == rows[0]["prediction"] and note == ""
+    _, table, note = client.predict(ckpt(runs, "text"), "a great film " * 40, True, api_name="/classify_text")
+    assert table["data"][0][-1] == "yes" and "Truncated" in note and "32 tokens" in note
+
+
+# -- bad input and broken checkpoints --------------------------------------------------------------------------------
+BAD = [
+    ("/classify_sketch", "mnist", lambda d: ({"background": None, "layers": [], "composite": None},), "The sketch is empty"),
+    ("/classify_sketch", "mnist", lambda d: (sketch(d.parent / "bad" / "blank.png"),), "The image is blank"),
+    ("/classify_upload", "mnist", lambda d: (None,), "No image: upload a PNG or JPEG"),
+    ("/classify_upload", "mnist", lambda d: (upload(d.parent / "bad" / "notes.txt"),), "Invalid file type"),
+    ("/classify_upload", "mnist", lambda d: (upload(d.parent / "bad" / "fake.png"),), "fake.png is not a readable image"),
+    ("/classify_upload", "mnist", lambda d: (upload(d.parent / "bad" / "huge.png"),), "5000x4000 pixels, too large"),
+    ("/generate", "lab/ddpm/tiny", lambda d: (65, 0, "DDIM", 3), "greater than maximum value 64"),
+    ("/generate", "lab/ddpm/tiny", lambda d: (4, 0, "DDIM", 0), "less than minimum value 1"),
+    ("/classify_text", "text", lambda d: ("   \n ", True), "The text is empty"),
+    ("/classify_text", "text", lambda d: ("\n".join(["fine"] * 65), True), "65 lines at once is too many"),
+    ("/classify_text", "text", lambda d: ("x" * 100_001, False), "characters; paste at most 100,000"),
+]
+
+
+@pytest.mark.parametrize("api, run, inputs, message", BAD, ids=[f"{b[0][1:]}-{b[3][:20]}" for b in BAD])
+def test_bad_input_is_a_clear_error(runs, client, digits, api, run, inputs, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        client.predict(ckpt(runs, run), *inputs(digits), api_name=api)
+
+
+def test_checkpoints_only_from_the_list_and_broken_ones_keep_the_app_serving(runs, client, digits):
+    from gradio_client.exceptions import AppError
+
+    image = upload(digits / "0.png")
+    for path in (str(runs["tmp"] / "foreign.ckpt"), ckpt(runs, "text"), "/etc/passwd"):
+        with pytest.raises(Exception, match="not in the list of choices|Pick a MNIST digits checkpoint"):
+            client.predict(path, image, api_name="/classify_upload")
+    victim = Path(ckpt(runs, "victim"))
+    good = client.predict(str(victim), image, api_name="/classify_upload")
+    assert "Loaded best.ckpt" in client.predict(str(victim), api_name="/open_mnist")
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])  # truncated under the running app
+    with pytest.raises(AppError, match="cannot be read .*corrupt, truncated"):
+        client.predict(str(victim), image, api_name="/classify_upload")
+    assert "Cannot open this checkpoint" in client.predict(str(victim), api_name="/open_mnist")
+    shutil.copy(ckpt(runs, "lab/ddpm/tiny"), victim)  # a checkpoint of the wrong task
+    with pytest.raises(AppError, match="holds a DDPM images model, not a MNIST digits one"):
+        client.predict(str(victim), image, api_name="/classify_upload")
+    victim.unlink()
+    with pytest.raises(AppError, match="does not exist any more"):
+        client.predict(str(victim), image, api_name="/classify_upload")
+    victim.write_bytes(data)
+    os.utime(victim)
+    assert client.predict(str(victim), image, api_name="/classify_upload") == good
+
+
+def test_twenty_concurrent_requests_are_all_answered(runs, client, digits):
+    expected_digit = client.predict(ckpt(runs, "mnist"), upload(digits / "1.png"), api_name="/classify_upload")
+    expected_text = client.predict(ckpt(runs, "text"), TEXTS[0], False, api_name="/classify_text")[0]
+    jobs = [client.submit(ckpt(runs, "mnist"), upload(digits / "1.png"), api_name="/classify_upload") if i % 2 else
+            client.submit(ckpt(runs, "text"), TEXTS[0], False, api_name="/classify_text") for i in range(20)]
+    results = [job.result(timeout=120) for job in jobs]
+    assert all(r == expected_digit for r in results[1::2])
+    assert all(r[0] == expected_text for r in results[0::2])
+
+
+# -- real browser --------------------------------------------------------------------------------------------------
+def ensure_chromium() -> Path:
+    """Install Debian's chromium when missing (as root, with apt); skip the browser tests when that cannot work."""
+    if not CHROMIUM.exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        for command in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"],
+                        ["apt-get", "install", "-y", "-q", "chromium"]):
+            subprocess.run(command, capture_output=True, timeout=600, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            if CHROMIUM.exists():
+                break
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} and could not be installed (needs root and "
+                    "`apt-get install chromium`).")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    chromium = ensure_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=60_000)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(60_000)
+        page.goto(app[1])
+        yield page
+        browser.close()
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    if os.environ.get("PARADIS_SCREENSHOTS"):
+        target = Path(os.environ["PARADIS_SCREENSHOTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / path.name)
+
+
+def test_browser_draw_and_upload_a_digit(page, client, runs, digits, tmp_path):
+    from playwright.sync_api import expect
+
+    assert page.get_by_text("Skipped checkpoints").is_visible()
+    page.get_by_role("tab", name="MNIST digits").click()
+    pad = page.locator("#sketch")
+    pad.locator("button[aria-label='Brush']").click()
+    canvas = pad.locator(".pixi-target canvas").first
+    box = canvas.bounding_box()
+    x, top, height = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2, box["height"] * 0.6
+    page.mouse.move(x - 0.15 * height, top)
+    page.mouse.down()
+    for i in range(9):  # a "7": the bar, then the stem (each move costs ~0.1 s of software WebGL)
+        page.mouse.move(x - 0.15 * height + 0.3 * height * min(i, 3) / 3 - 0.05 * height * max(0, i - 3),
+                        top + height * max(0, i - 3) / 5)
+    page.mouse.up()
+    page.get_by_role("button", name="Classify the drawing").click()
+    label = page.locator("#digit-label [data-testid='label-output-value']")
+    label.wait_for()
+    assert label.inner_text().strip() in [str(d) for d in range(10)]
+    assert page.locator("#digit-label meter").count() == 10
+
+    page.locator("#digit-upload input[type='file']").set_input_files(str(digits / "2.png"))
+    page.get_by_role("button", name="Classify the upload").click()
+    expected = client.predict(ckpt(runs, "mnist"), upload(digits / "2.png"), api_name="/classify_upload")["label"]
+    expect(label).to_have_text(expected)
+    screenshot(page, tmp_path, "mnist")
+
+
+def test_browser_generate_a_grid(page, tmp_path):
+    page.get_by_role("tab", name="DDPM images").click()
+    page.get_by_role("button", name="Generate").click()
+    image = page.locator("#ddpm-grid img")
+    image.wait_for()
+    assert page.evaluate("() => document.querySelector('#ddpm-grid img').naturalWidth") == 4 * 32 + 5 * 2  # 16 images, 4 a row
+    screenshot(page, tmp_path, "ddpm")
+
+
+def test_browser_classify_a_text(page, tmp_path):
+    page.get_by_role("tab", name="Text").click()
+    page.locator("#text-input textarea").fill("\n".join(TEXTS))
+    page.get_by_role("button", name="Classify").click()
+    label = page.locator("#text-label [data-testid='label-output-value']")
+    label.wait_for()
+    assert label.inner_text().strip() in ("negative", "positive")
+    assert page.locator("#text-label meter").count() == 2
+    screenshot(page, tmp_path, "text")
