@@ -17,12 +17,13 @@ variants: an explicit list, a grid (the product of several dimensions), or both.
 Each variant is a real `paradis fit` then `paradis test` subprocess with its
 own run folder `<runs-dir>/<axis>/<variant>/` (its own TensorBoard run), the
 same seed and the same data. A finished variant leaves `result.json` and is
-skipped next time (its numbers are read back) unless its command changed or
-`--force` is given; an unfinished one is cleaned and run again. A variant that
+skipped next time (its numbers are read back) unless its command or the content
+of the base config changed, or `--force` is given; an unfinished one is cleaned and run again. A variant that
 fails is reported with its error while the others go on. Arguments after the
 lab file that `paradis-lab` does not know (e.g. `--trainer.max_epochs 2`) are
 added to every command. `--folds K` runs each variant K times with
-`--data.folds K --data.fold i` and reports mean ± std.
+`--data.folds K --data.fold i` and reports mean ± std. Exit code 1 when a
+variant failed (the report is still written), 2 on a bad lab file.
 
 Afterwards `<runs-dir>/<axis>/report.md` holds the table, the plots and the
 exact command of every run; the table is also printed.
@@ -309,18 +310,25 @@ def run_variant(lab: Lab, variant: Variant, run_dir: Path, extra: list[str], fol
     """Run (or read back) one fit+test; returns its result record."""
     commands = run_commands(lab, variant, run_dir, extra, fold)
     shown = [shlex.join(c) for c in commands]
+    base_sha256 = hashlib.sha256(b"".join(Path(c).read_bytes() for c in lab.base)).hexdigest()
     result_file = run_dir / RESULT_FILE
     if result_file.exists() and not force:
         result = json.loads(result_file.read_text())
-        if result.get("commands") == shown and result.get("status") == "ok":
+        if result.get("commands") == shown and result.get("base_sha256") == base_sha256 and result.get("status") == "ok":
             # Read the numbers back from the run's events (the target may have changed in the lab file).
             result.update(run_metrics(run_dir, lab.target_acc), target_acc=lab.target_acc, skipped=True)
             return result
-        log("  command changed since the last run: running it again")
+        log("command or base config changed since the last run: running it again;")
     clean_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    result: dict[str, Any] = {"variant": variant.name, "fold": fold and fold[0], "commands": shown, "run_dir": str(run_dir)}
+    result: dict[str, Any] = {
+        "variant": variant.name,
+        "fold": fold and fold[0],
+        "commands": shown,
+        "base_sha256": base_sha256,
+        "run_dir": str(run_dir),
+    }
     for stage, command in zip(("fit", "test"), commands):
         log_file = run_dir / f"{stage}.log"  # written as it runs: `tail -f` it to follow a long run
         with log_file.open("w") as output:
@@ -541,7 +549,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, extra
 
 
-def run_lab(argv: list[str]) -> Path:
+def run_lab(argv: list[str]) -> list[dict]:
     args, extra = parse_args(argv)
     lab = load_lab(args.lab)
     out_dir = Path(args.runs_dir) / lab.axis
@@ -575,17 +583,22 @@ def run_lab(argv: list[str]) -> Path:
     print()
     print(markdown_table(rows, lab.target_acc))
     print(f"\nReport: {report}")
-    return report
+    return rows
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    """Exit code 0 when every variant finished, 1 when some failed (the report is written anyway), 2 on bad input."""
     try:
-        run_lab(sys.argv[1:] if argv is None else list(argv))
+        rows = run_lab(sys.argv[1:] if argv is None else list(argv))
     except (ValueError, FileNotFoundError) as err:
         if os.environ.get("PARADIS_DEBUG"):
             raise
         print(f"paradis-lab: error: {err}", file=sys.stderr)
         sys.exit(2)
+    failed = [row["variant"] for row in rows if row["status"] != "ok"]
+    if failed:
+        print(f"paradis-lab: {len(failed)} variant(s) failed: {', '.join(failed)}; see the report.", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def test_tiny_lab_end_to_end_resumes_and_reports_failures(tmp_path, capsys):
     proc = subprocess.run(
         [str(BIN / "paradis-lab"), str(TINY), "--runs-dir", str(runs)], cwd=ROOT, capture_output=True, text=True, timeout=900
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]  # 1: a variant failed, the report is written anyway
+    assert "1 variant(s) failed: broken" in proc.stderr
     out = runs / "lab_tiny"
     report = (out / "report.md").read_text()
     for png in ("val_acc.png", "loss.png", "time_memory.png"):
@@ -101,7 +102,9 @@ def test_tiny_lab_end_to_end_resumes_and_reports_failures(tmp_path, capsys):
     checkpoints = {name: (out / name / "checkpoints" / "best.ckpt").stat().st_mtime_ns for name in ("sgd", "adam")}
     capsys.readouterr()
     start = time.perf_counter()
-    lab.main([str(TINY), "--runs-dir", str(runs)])
+    with pytest.raises(SystemExit) as exit_info:
+        lab.main([str(TINY), "--runs-dir", str(runs)])
+    assert exit_info.value.code == 1
     elapsed = time.perf_counter() - start
     printed = capsys.readouterr().out
     assert printed.count("finished earlier, read back") == 2 and "broken: FAILED" in printed
