@@ -137,10 +137,10 @@ def bench_train(args) -> None:
     for r in range(args.repeats):
         for name in (("lightning", "plain") if r % 2 == 0 else ("plain", "lightning")):  # ABBA: cancels drift
             results[name].append(runs[name](args.unet, images, args.batch_size, args.steps, args.warmup, args.ema))
-        print(f"  repeat {r + 1}: lightning {results['lightning'][-1]:.1f} img/s, plain {results['plain'][-1]:.1f} img/s")
+        print(f"  repeat {r + 1}: lightning {results['lightning'][-1]:.3g} img/s, plain {results['plain'][-1]:.3g} img/s")
     best_l, best_p = max(results["lightning"]), max(results["plain"])
-    print(f"RESULT train unet={args.unet} ema={args.ema} batch={args.batch_size}: lightning {best_l:.1f} img/s, "
-          f"plain {best_p:.1f} img/s, ratio {best_l / best_p:.3f}")
+    print(f"RESULT train unet={args.unet} ema={args.ema} batch={args.batch_size}: lightning {best_l:.3g} img/s, "
+          f"plain {best_p:.3g} img/s, ratio {best_l / best_p:.3f}")
 
 
 def bench_sample(args) -> None:

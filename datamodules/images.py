@@ -152,6 +152,7 @@ class _GeneratorData(LightningDataModule):
         self.hflip, self.seed = hflip, seed
         self.num_samples, self.sample_seed, self.predict_batch_size = num_samples, sample_seed, predict_batch_size
         self.train = self.val = None  # uint8 tensors, or Datasets when read lazily
+        self.workers = 0  # DataLoader workers, for lazily read folders only
 
     def load(self):
         """All images: a uint8 tensor `[N, C, H, W]` (or a Dataset of them)."""
@@ -183,8 +184,6 @@ class _GeneratorData(LightningDataModule):
             images, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle, num_workers=self.workers,
             persistent_workers=self.workers > 0,
         )
-
-    workers = 2
 
     def train_dataloader(self):
         return self._loader(self.train, self.batch_size, shuffle=True)

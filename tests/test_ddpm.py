@@ -15,7 +15,7 @@ from torchvision.utils import make_grid
 
 from callbacks.sample_grid import EMA, SampleGrid
 from datamodules.images import ImageFolderDataModule, SilhouetteDataModule, denormalize, load_folder, normalize
-from lightning_modules.ddpm import DDPM, build_pipeline, export_pipeline, make_scheduler
+from lightning_modules.ddpm import VAL_SEED, DDPM, build_pipeline, export_pipeline, make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(sample_size=32, in_channels=1, model_channels=16, channel_mult=[1, 2], num_res_blocks=1,
@@ -45,9 +45,21 @@ def same_weights(a: dict, b: dict) -> bool:
 def fitted(tmp_path_factory):
     """Two short epochs with EMA (decay 0.5, so it clearly differs from the raw weights) and a sample grid."""
     root = tmp_path_factory.mktemp("ddpm_fit")
-    module, grid = tiny(), SampleGrid(every_n_epochs=1, n=4, seed=3, steps=3)
-    trainer(root, [EMA(decay=0.5), grid, checkpointer(root)]).fit(module, SilhouetteDataModule(batch_size=16))
+    module, grid, data = tiny(), SampleGrid(every_n_epochs=1, n=4, seed=3, steps=3), SilhouetteDataModule(batch_size=16)
+    fit = trainer(root, [EMA(decay=0.5), grid, checkpointer(root)])
+    fit.fit(module, data)
+    assert float(fit.callback_metrics["val/loss"]) == pytest.approx(val_loss(module, data), rel=1e-5), "val used EMA"
     return root, module, grid
+
+
+def val_loss(module: DDPM, data: SilhouetteDataModule) -> float:
+    """The val/loss of the (single) validation batch, recomputed: fixed timesteps and noise from VAL_SEED."""
+    images = normalize(data.val)
+    generator = torch.Generator().manual_seed(VAL_SEED)
+    timesteps = torch.randint(0, 1000, (len(images),), generator=generator)
+    noise = torch.randn(images.shape, generator=generator)
+    with torch.no_grad():
+        return float(module.eval().loss(images, timesteps, noise))
 
 
 # -- module ----------------------------------------------------------------------------------------
@@ -177,10 +189,12 @@ def test_ema_weights_differ_from_raw_and_are_what_sampling_uses(fitted):
 
 
 def test_no_stale_average_before_the_first_ema_update(tmp_path):
-    module = tiny()
+    module, data = tiny(), SilhouetteDataModule(batch_size=16)
     initial = {k: v.clone() for k, v in module.state_dict().items()}
-    trainer(tmp_path, [EMA(decay=0.5, update_starting_at_step=1000), checkpointer(tmp_path)], max_epochs=1).fit(
-        module, SilhouetteDataModule(batch_size=16))
+    fit = trainer(tmp_path, [EMA(decay=0.5, update_starting_at_step=1000), checkpointer(tmp_path)], max_epochs=1)
+    fit.fit(module, data)
+    # validation ran with the trained raw weights, not the untouched initial copy in the average
+    assert float(fit.callback_metrics["val/loss"]) == pytest.approx(val_loss(module, data), rel=1e-5)
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert int(checkpoint["averaging_state"]["n_averaged"]) == 0
     assert same_weights(checkpoint["state_dict"], checkpoint["current_model_state"])
