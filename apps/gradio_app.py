@@ -96,7 +96,8 @@ def discover(runs_dir: Optional[str | Path], checkpoints: list[str] = ()) -> tup
             for name in ("best.ckpt", "last.ckpt"):
                 if (run / "checkpoints" / name).is_file():
                     found.append((run / "checkpoints" / name, str(run.relative_to(runs)) if run != runs else run.name))
-    found += [(Path(p), str(p)) for p in checkpoints]
+    for path in map(Path, checkpoints):  # named by their run folder when they sit in one
+        found.append((path, str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)))
     entries: dict[str, list[Entry]] = {task: [] for task in TITLES}
     problems: list[str] = []
     for path, run_name in found:
@@ -105,7 +106,7 @@ def discover(runs_dir: Optional[str | Path], checkpoints: list[str] = ()) -> tup
                 read_checkpoint(path)  # raises the "does not exist" sentence
             checkpoint = peek(path)
             task = task_of(checkpoint, path)
-            label = describe(checkpoint, path, run_name if path.parent.name == "checkpoints" else path.name)
+            label = describe(checkpoint, path, run_name)
         except (ValueError, FileNotFoundError) as err:
             problems.append(str(err))
             continue
@@ -307,7 +308,8 @@ def _mnist_tab(models: Models, picker: gr.Dropdown) -> None:
     with gr.Row():
         with gr.Column():
             sketch = gr.Sketchpad(label="Draw a digit", type="pil", image_mode="RGBA", format="png", canvas_size=(280, 280),
-                                  brush=gr.Brush(default_size=20, colors=["#000000"], color_mode="fixed"), layers=False, elem_id="sketch")
+                                  fixed_canvas=True, height=360, width=360, layers=False, elem_id="sketch",
+                                  brush=gr.Brush(default_size=20, colors=["#000000"], color_mode="fixed"))
             draw_button = gr.Button("Classify the drawing", variant="primary")
             upload = gr.File(label="…or upload an image of a digit", file_types=["image"], type="filepath",
                              elem_id="digit-upload")

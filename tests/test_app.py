@@ -61,34 +61,36 @@ def runs(tmp_path_factory) -> dict:
             str(make_tiny_distilbert(tmp / "tiny_distilbert")), "--data.data_dir", str(tmp / "text_data")]
     paradis("fit", *text, "--run_dir", str(runs / "text"))
 
-    # A copy for the test that breaks checkpoints under the running app, and broken files found at start.
-    shutil.copytree(runs / "mnist", runs / "victim")
-    (runs / "broken" / "checkpoints").mkdir(parents=True)
-    (runs / "broken" / "config.yaml").write_text("model: {}\n")
-    (runs / "broken" / "checkpoints" / "best.ckpt").write_bytes(b"not a checkpoint at all")
+    # Elsewhere: a copy for the test that breaks checkpoints under the running app, and broken files.
+    other = tmp / "other_runs"
+    shutil.copytree(runs / "mnist", other / "victim")
+    (other / "broken" / "checkpoints").mkdir(parents=True)
+    (other / "broken" / "config.yaml").write_text("model: {}\n")
+    (other / "broken" / "checkpoints" / "best.ckpt").write_bytes(b"not a checkpoint at all")
     foreign = tmp / "foreign.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "builtins.exec"}}, foreign)
-    return {"tmp": tmp, "runs": runs, "ddpm": ["--config", str(ddpm_yaml)], "text": text,
-            "extra": [str(foreign), str(tmp / "missing.ckpt")]}
+    return {"tmp": tmp, "runs": runs, "other": other, "ddpm": ["--config", str(ddpm_yaml)], "text": text,
+            "extra": [str(other / "victim" / "checkpoints" / "best.ckpt"), str(foreign), str(tmp / "missing.ckpt")]}
 
 
 def ckpt(runs: dict, run: str, name: str = "best") -> str:
-    return str((runs["runs"] / run / "checkpoints" / f"{name}.ckpt").resolve())
+    return str((runs["other" if run == "victim" else "runs"] / run / "checkpoints" / f"{name}.ckpt").resolve())
 
 
-@pytest.fixture(scope="module")
-def app(runs):
-    demo = build_app(runs["runs"], runs["extra"])
+def launch(runs_dir, checkpoints=()):
+    demo = build_app(runs_dir, checkpoints)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield demo, url
-    demo.close()
+    return demo, url
 
 
 @pytest.fixture(scope="module")
-def client(app):
+def client(runs):
+    """The app over the runs tree and, given as --checkpoint paths, a copied MNIST checkpoint and broken files."""
     from gradio_client import Client
 
-    return Client(app[1], verbose=False)
+    demo, url = launch(runs["runs"], runs["extra"])
+    yield Client(url, verbose=False)
+    demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -131,14 +133,18 @@ def read_csv(path: Path) -> list[dict]:
 # -- discovery ------------------------------------------------------------------------------------------------
 def test_discovery_groups_runs_by_task_and_reports_broken_files(runs):
     entries, problems = discover(runs["runs"], runs["extra"])
-    assert {task: len(found) for task, found in entries.items()} == {"mnist": 4, "ddpm": 2, "text": 2}
+    assert {task: len(found) for task, found in entries.items()} == {"mnist": 3, "ddpm": 2, "text": 2}
     ddpm = entries["ddpm"][0]
     assert ddpm.label.startswith("lab/ddpm/tiny · best · val/loss ") and " epoch 0 · 20" in ddpm.label
-    assert any("val/acc" in e.label for e in entries["mnist"])
-    assert len(problems) == 3
-    assert any("broken/checkpoints/best.ckpt cannot be read" in p for p in problems)
+    assert [e.label.split(" · ")[:2] for e in entries["mnist"]][:2] == [["mnist", "best"], ["mnist", "last"]]
+    assert all(e.label.split(" · ")[2].startswith("val/acc 0.") for e in entries["mnist"])
+    assert entries["mnist"][2].label.startswith(f"{runs['other'] / 'victim'} · best · val/acc")
+    assert len(problems) == 2
     assert any("holds a builtins.exec, not one of the app's tasks" in p for p in problems)
     assert any("missing.ckpt does not exist" in p for p in problems)
+    entries, problems = discover(runs["other"])
+    assert [e.label.split(" · ")[:2] for e in entries["mnist"]] == [["victim", "best"], ["victim", "last"]]
+    assert len(problems) == 1 and "broken/checkpoints/best.ckpt cannot be read" in problems[0]
 
 
 def test_nothing_to_open_says_which_command_trains_one(tmp_path):
@@ -275,7 +281,8 @@ def ensure_chromium() -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(app):
+def page(runs):
+    """Chromium on the app over the runs tree alone (what the README screenshots show)."""
     chromium = ensure_chromium()
     from playwright.sync_api import expect, sync_playwright
 
@@ -287,9 +294,11 @@ def page(app):
             "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(60_000)
-        page.goto(app[1])
+        demo, url = launch(runs["runs"])
+        page.goto(url)
         yield page
         browser.close()
+        demo.close()
 
 
 def screenshot(page, tmp_path: Path, name: str) -> None:
@@ -305,7 +314,6 @@ def screenshot(page, tmp_path: Path, name: str) -> None:
 def test_browser_draw_and_upload_a_digit(page, client, runs, digits, tmp_path):
     from playwright.sync_api import expect
 
-    assert page.get_by_text("Skipped checkpoints").is_visible()
     page.get_by_role("tab", name="MNIST digits").click()
     pad = page.locator("#sketch")
     pad.locator("button[aria-label='Brush']").click()
