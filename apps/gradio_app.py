@@ -309,7 +309,7 @@ def _mnist_tab(models: Models, picker: gr.Dropdown) -> None:
         with gr.Column():
             sketch = gr.Sketchpad(label="Draw a digit", type="pil", image_mode="RGBA", format="png", canvas_size=(280, 280),
                                   fixed_canvas=True, height=360, width=360, layers=False, elem_id="sketch",
-                                  brush=gr.Brush(default_size=20, colors=["#000000"], color_mode="fixed"))
+                                  brush=gr.Brush(default_size=16, colors=["#000000"], color_mode="fixed"))
             draw_button = gr.Button("Classify the drawing", variant="primary")
             upload = gr.File(label="…or upload an image of a digit", file_types=["image"], type="filepath",
                              elem_id="digit-upload")
