@@ -257,7 +257,9 @@ class MNISTDataModule(LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Light augmentation on the device: shift each training image by up to 2 pixels."""
-        if self.hparams.augment and self.trainer is not None and self.trainer.training:
+        # (the model summary also passes the module's example input, a bare tensor, through this hook)
+        is_pair = isinstance(batch, (tuple, list)) and len(batch) == 2
+        if self.hparams.augment and is_pair and self.trainer is not None and self.trainer.training:
             images, labels = batch
             n = len(images)
             padded = torch.nn.functional.pad(images, (2, 2, 2, 2))

@@ -255,6 +255,14 @@ def test_augment_shifts_training_batches_only(tmp_path):
     assert torch.equal(same, images)
 
 
+def test_cnn_with_augmentation_trains_with_model_summary(tmp_path):
+    """The summary forwards the example input through the batch hooks; augmentation must let it pass."""
+    model = MNISTClassifier(arch="cnn", cnn_channels=[4, 8], hidden_sizes=[16], batch_norm=True, scheduler="onecycle")
+    trainer = tiny_trainer(tmp_path, enable_model_summary=True, limit_train_batches=3, logger=False)
+    trainer.fit(model, small_data(augment=True))
+    assert trainer.global_step == 3
+
+
 # -- callbacks ------------------------------------------------------------------------------------
 def test_gradient_histograms_every_n_steps(tmp_path):
     model = MNISTClassifier(hidden_sizes=[16])
