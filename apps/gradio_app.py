@@ -100,10 +100,12 @@ def discover(runs_dir: Optional[str | Path], checkpoints: list[str] = ()) -> tup
         found.append((path, str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)))
     entries: dict[str, list[Entry]] = {task: [] for task in TITLES}
     problems: list[str] = []
+    seen: set[Path] = set()
     for path, run_name in found:
+        if path.resolve() in seen:  # a --checkpoint inside the runs dir
+            continue
+        seen.add(path.resolve())
         try:
-            if not path.is_file():
-                read_checkpoint(path)  # raises the "does not exist" sentence
             checkpoint = peek(path)
             task = task_of(checkpoint, path)
             label = describe(checkpoint, path, run_name)

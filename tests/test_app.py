@@ -19,7 +19,7 @@ import yaml
 from PIL import Image
 
 from apps.cli import main as paradis_main
-from apps.gradio_app import build_app, discover, parse_args
+from apps.gradio_app import Models, build_app, discover, parse_args
 from text_fixtures import make_tiny_distilbert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +159,18 @@ def test_nothing_to_open_says_which_command_trains_one(tmp_path):
     options = parse_args([])
     assert (options.host, options.port, options.share, options.runs_dir) == ("127.0.0.1", 7860, False, "runs")
     assert parse_args(["--share", "--checkpoint", "a.ckpt", "--checkpoint", "b.ckpt"]).checkpoint == ["a.ckpt", "b.ckpt"]
+
+
+def test_models_load_once_per_file_version(runs):
+    entries, _ = discover(runs["runs"], [ckpt(runs, "mnist")])  # the duplicate is listed once
+    assert len(entries["mnist"]) == 2
+    models = Models(entries)
+    first, lock = models.get(ckpt(runs, "mnist"), "mnist")
+    assert models.get(ckpt(runs, "mnist"), "mnist") == (first, lock) and not first.training
+    os.utime(ckpt(runs, "mnist"), ns=(0, 0))  # a rewritten checkpoint is loaded again
+    assert models.get(ckpt(runs, "mnist"), "mnist")[0] is not first
+    with pytest.raises(ValueError, match="Pick a DDPM images checkpoint from the list"):
+        models.get(ckpt(runs, "mnist"), "ddpm")
 
 
 # -- predictions match `paradis predict` --------------------------------------------------------------------------
