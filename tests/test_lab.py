@@ -57,9 +57,11 @@ def test_bad_lab_file_is_one_sentence(tmp_path, capsys):
 
 def test_tiny_lab_end_to_end_resumes_and_reports_failures(tmp_path, capsys):
     runs = tmp_path / "lab"
+    start = time.perf_counter()
     proc = subprocess.run(
         [str(BIN / "paradis-lab"), str(TINY), "--runs-dir", str(runs)], cwd=ROOT, capture_output=True, text=True, timeout=900
     )
+    first_elapsed = time.perf_counter() - start
     assert proc.returncode == 1, proc.stderr[-3000:]  # 1: a variant failed, the report is written anyway
     assert "1 variant(s) failed: broken" in proc.stderr
     out = runs / "lab_tiny"
@@ -111,4 +113,5 @@ def test_tiny_lab_end_to_end_resumes_and_reports_failures(tmp_path, capsys):
     assert {name: (out / name / "checkpoints" / "best.ckpt").stat().st_mtime_ns for name in checkpoints} == checkpoints
     again = table_rows((out / "report.md").read_text())
     assert again["sgd"] == rows["sgd"] and again["adam"] == rows["adam"]
-    assert elapsed < 60, f"second invocation took {elapsed:.0f} s: finished variants were not skipped"
+    # 1 paradis process (the broken variant, tried again) instead of 5; the ratio holds on a busy machine too.
+    assert elapsed < first_elapsed / 2, f"second invocation took {elapsed:.0f} s vs {first_elapsed:.0f} s: nothing was skipped"
