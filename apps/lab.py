@@ -45,7 +45,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -76,7 +76,7 @@ class InitialWeights(Callback):
         digest = hashlib.sha256()
         for name, tensor in sorted(pl_module.state_dict().items()):
             digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            digest.update(tensor.detach().cpu().double().numpy().tobytes())  # any dtype, bf16 included
         info = {
             "parameters": sum(p.numel() for p in pl_module.parameters()),
             "trainable_parameters": sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
