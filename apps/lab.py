@@ -76,7 +76,8 @@ class InitialWeights(Callback):
         digest = hashlib.sha256()
         for name, tensor in sorted(pl_module.state_dict().items()):
             digest.update(name.encode())
-            digest.update(tensor.detach().cpu().double().numpy().tobytes())  # any dtype, bf16 included
+            # float32 here even under bf16-true: precision plugins convert the module after `setup`.
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         info = {
             "parameters": sum(p.numel() for p in pl_module.parameters()),
             "trainable_parameters": sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
