@@ -50,6 +50,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
@@ -76,8 +77,10 @@ class InitialWeights(Callback):
         digest = hashlib.sha256()
         for name, tensor in sorted(pl_module.state_dict().items()):
             digest.update(name.encode())
-            # float32 here even under bf16-true: precision plugins convert the module after `setup`.
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            tensor = tensor.detach().cpu().contiguous()
+            if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: hash its raw 16-bit words
+                tensor = tensor.view(torch.int16)
+            digest.update(tensor.numpy().tobytes())
         info = {
             "parameters": sum(p.numel() for p in pl_module.parameters()),
             "trainable_parameters": sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
