@@ -232,7 +232,7 @@ def generate(models: Models, path: Optional[str], n, seed, sampler: str, steps, 
     if sampler not in ("ddim", "ddpm"):
         raise ValueError(f"Sampler must be DDIM or DDPM, got {sampler!r}.")
     generator = torch.Generator().manual_seed(int(seed or 0))
-    report = (lambda i, total: progress((i, total), desc="Sampling", unit="steps")) if progress else None
+    report = (lambda i, total: progress((i, total), desc="Sampling", unit="steps")) if progress is not None else None
     with lock, torch.inference_mode():
         images = model.sample(n, steps=steps, sampler=sampler, generator=generator, progress=report)
     # The grid `paradis predict` writes (callbacks/image_writer.py), converted to 8 bits as save_image does.

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -198,8 +199,14 @@ def test_ddpm_matches_paradis_predict_with_ema_weights(runs, client):
     assert np.abs(got - expected).max() <= 1
     checkpoint = torch.load(ckpt(runs, "lab/ddpm/tiny"), weights_only=True)
     assert any(not torch.equal(checkpoint["state_dict"][k], v) for k, v in checkpoint["current_model_state"].items())
-    again = client.predict(ckpt(runs, "lab/ddpm/tiny"), 4, 6, "DDIM", 3, api_name="/generate")
-    assert not np.array_equal(np.asarray(Image.open(again).convert("RGB"), dtype=int), got)
+    job = client.submit(ckpt(runs, "lab/ddpm/tiny"), 4, 6, "DDIM", 12, api_name="/generate")
+    seen = set()
+    while not job.done():
+        progress = job.status().progress_data
+        seen.update((p.index, p.length, p.unit) for p in progress or [] if p.index is not None)
+        time.sleep(0.02)
+    assert seen and all(length == 12 and unit == "steps" for _, length, unit in seen), seen  # gr.Progress per step
+    assert not np.array_equal(np.asarray(Image.open(job.result()).convert("RGB"), dtype=int), got)
 
 
 def test_text_matches_paradis_predict_and_says_when_truncated(runs, client):
