@@ -201,7 +201,9 @@ def sketch_image(sketch: Optional[dict]) -> Image.Image:
     composite = (sketch or {}).get("composite")
     if composite is None:
         raise ValueError("The sketch is empty; draw a digit first.")
-    image = composite if isinstance(composite, Image.Image) else Image.open(composite)
+    image = composite if isinstance(composite, Image.Image) else open_image(composite)
+    if image.width * image.height > MAX_PIXELS:
+        raise ValueError(f"The sketch is {image.width}x{image.height} pixels, too large to classify; draw on the pad.")
     if image.mode in ("RGBA", "LA", "P"):
         paper = Image.new("RGBA", image.size, "white")
         image = Image.alpha_composite(paper, image.convert("RGBA")).convert("RGB")
