@@ -331,7 +331,7 @@ def _ddpm_tab(models: Models, picker: gr.Dropdown) -> None:
             n = gr.Slider(1, MAX_IMAGES, value=16, step=1, label=f"Number of images (at most {MAX_IMAGES})")
             seed = gr.Number(0, precision=0, label="Seed")
             sampler = gr.Radio(["DDIM", "DDPM"], value="DDIM", label="Sampler")
-            steps = gr.Slider(1, 1000, value=50, step=1, label="Steps")
+            steps = gr.Slider(1, 1000, value=50, step=1, label="Steps", elem_id="ddpm-steps")
             button = gr.Button("Generate", variant="primary")
         grid = gr.Image(label="Samples (EMA weights)", type="pil", format="png", elem_id="ddpm-grid")
 

@@ -360,6 +360,9 @@ def test_browser_draw_and_upload_a_digit(page, client, runs, digits, tmp_path):
 
 def test_browser_generate_a_grid(page, tmp_path):
     page.get_by_role("tab", name="DDPM images").click()
+    steps = page.locator("#ddpm-steps input[type='number']")
+    steps.fill("10")
+    steps.press("Enter")
     page.get_by_role("button", name="Generate").click()
     image = page.locator("#ddpm-grid img")
     image.wait_for()
