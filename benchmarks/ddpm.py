@@ -9,7 +9,8 @@ U-Net and data) and sampling wall time (DDIM vs DDPM).
 Both training loops do the same work per step: uint8 batch -> [-1, 1] + random flip, random timesteps and
 noise, add_noise, U-Net forward, MSE, backward, AdamW step, LR-scheduler step. The first `--warmup` steps
 are not timed. Runs alternate (Lightning, plain, plain, Lightning, ...) and the best of `--repeats` is
-reported, which damps the noise of a shared machine. `--ema` adds the EMA callback to the Lightning run (and
+reported, as images per wall second and per CPU second of the process (with OMP_NUM_THREADS=1 the
+CPU figure is steady even when other jobs share the machine). `--ema` adds the EMA callback to the Lightning run (and
 an `AveragedModel` update to the plain loop).
 """
 
@@ -58,18 +59,28 @@ def make_module(unet: str, channels: int) -> DDPM:
     return DDPM(sample_size=32, in_channels=channels, warmup_steps=10, export_on_fit_end=False, **UNETS[unet])
 
 
+def clocks() -> tuple[float, float]:
+    """(wall clock, this process's CPU time): on a shared machine the CPU time is the steadier measure."""
+    return time.perf_counter(), time.process_time()
+
+
+def rates(images: int, start: tuple[float, float], end: tuple[float, float]) -> tuple[float, float]:
+    """(images per wall second, images per CPU second)."""
+    return images / (end[0] - start[0]), images / (end[1] - start[1])
+
+
 class StepTimer(Callback):
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end, self.images = warmup, 0.0, 0.0, 0
+        self.warmup, self.start, self.end, self.images = warmup, (0.0, 0.0), (0.0, 0.0), 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
+            self.start = clocks()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step > self.warmup:
             self.images += len(batch)
-            self.end = time.perf_counter()
+            self.end = clocks()
 
 
 class Batches:
@@ -90,7 +101,7 @@ def lightning_run(unet: str, images: torch.Tensor, batch_size: int, steps: int, 
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       callbacks=callbacks)
     trainer.fit(module, data)
-    return timer.images / (timer.end - timer.start)
+    return rates(timer.images, timer.start, timer.end)
 
 
 def plain_run(unet: str, images: torch.Tensor, batch_size: int, steps: int, warmup: int, ema: bool) -> float:
@@ -102,11 +113,11 @@ def plain_run(unet: str, images: torch.Tensor, batch_size: int, steps: int, warm
     average = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=None,
                                                   avg_fn=torch.optim.swa_utils.get_ema_avg_fn(0.999)) if ema else None
     train = images[: len(images) - max(1, round(len(images) * 0.01))]
-    done, start, count = 0, 0.0, 0
+    done, start, count = 0, (0.0, 0.0), 0
     while done < warmup + steps:
         for (batch,) in Batches(train, batch_size).loader:
             if done == warmup:
-                start = time.perf_counter()
+                start = clocks()
             x = normalize(batch)
             flip = torch.rand(len(x)) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -124,7 +135,7 @@ def plain_run(unet: str, images: torch.Tensor, batch_size: int, steps: int, warm
                 count += len(batch)
             if done == warmup + steps:
                 break
-    return count / (time.perf_counter() - start)
+    return rates(count, start, clocks())
 
 
 def bench_train(args) -> None:
@@ -137,10 +148,12 @@ def bench_train(args) -> None:
     for r in range(args.repeats):
         for name in (("lightning", "plain") if r % 2 == 0 else ("plain", "lightning")):  # ABBA: cancels drift
             results[name].append(runs[name](args.unet, images, args.batch_size, args.steps, args.warmup, args.ema))
-        print(f"  repeat {r + 1}: lightning {results['lightning'][-1]:.3g} img/s, plain {results['plain'][-1]:.3g} img/s")
-    best_l, best_p = max(results["lightning"]), max(results["plain"])
-    print(f"RESULT train unet={args.unet} ema={args.ema} batch={args.batch_size}: lightning {best_l:.3g} img/s, "
-          f"plain {best_p:.3g} img/s, ratio {best_l / best_p:.3f}")
+            wall, cpu = results[name][-1]
+            print(f"  repeat {r + 1} {name:9s}: {wall:.3g} img/s wall, {cpu:.3g} img/CPU-s")
+    (wall_l, cpu_l), (wall_p, cpu_p) = (tuple(max(v) for v in zip(*results[k])) for k in ("lightning", "plain"))
+    print(f"RESULT train unet={args.unet} ema={args.ema} batch={args.batch_size}: best of {args.repeats}: "
+          f"lightning {wall_l:.3g} img/s ({cpu_l:.3g} img/CPU-s), plain {wall_p:.3g} img/s ({cpu_p:.3g} img/CPU-s), "
+          f"ratio wall {wall_l / wall_p:.3f}, CPU {cpu_l / cpu_p:.3f}")
 
 
 def bench_sample(args) -> None:
