@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning.pytorch import Callback, Trainer  # noqa: E402
 
-from callbacks.sample_grid import EMA  # noqa: E402
+from callbacks.ema import EMA  # noqa: E402
 from datamodules.images import SilhouetteDataModule, load_folder, normalize  # noqa: E402
 from datamodules.tensor_batches import TensorBatches  # noqa: E402
 from lightning_modules.ddpm import DDPM  # noqa: E402

@@ -13,7 +13,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 from torchvision.utils import make_grid
 
-from callbacks.sample_grid import EMA, SampleGrid
+from callbacks.ema import EMA
+from callbacks.sample_grid import SampleGrid
 from datamodules.images import ImageFolderDataModule, SilhouetteDataModule, denormalize, load_folder, normalize
 from lightning_modules.ddpm import VAL_SEED, DDPM, build_pipeline, export_pipeline, make_scheduler
 

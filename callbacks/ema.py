@@ -1,0 +1,86 @@
+"""EMA of the weights for any task: `EMA` is Lightning's `EMAWeightAveraging` with three guards. What the stock callback does
+(lightning/pytorch/callbacks/weight_averaging.py, Lightning 2.6):
+  * `setup("fit")` deep-copies the module into a `torch.optim.swa_utils.AveragedModel`; after each
+    optimizer step `update_parameters` folds the weights in (the first update copies them).
+  * validation: the averaged weights are swapped into the module at `on_validation_epoch_start` and
+    swapped back at `on_validation_epoch_end`; `on_train_end` copies them into the module for good.
+  * checkpoints: `on_save_checkpoint` moves the raw weights to `checkpoint["current_model_state"]`, writes
+    the averaged ones as `checkpoint["state_dict"]` and the averaging counter (`n_averaged`) as
+    `checkpoint["averaging_state"]`. `fit --ckpt_path last` restores both (the module from
+    `current_model_state`, the average from `state_dict` + `averaging_state`), so training resumes from
+    the raw weights with the EMA intact; everything else that loads `state_dict` (predict, the app,
+    export) gets the EMA weights.
+Changes made here:
+  * before the first update (e.g. with `update_starting_at_step`) the average still holds the initial
+    weights, so nothing is swapped in, copied at the end, or saved as `state_dict`;
+  * at the end of training the weights are *swapped* rather than copied: the module holds the EMA (for the
+    final grid, the pipeline export, a `predict` right after `fit`) and the raw weights stay in the
+    average's slot. `ModelCheckpoint.on_train_end` writes `last.ckpt` after this hook when no checkpoint
+    was saved since the last validation (e.g. `save_top_k=0`, or `max_steps` mid-epoch); with the stock
+    copy that file's `current_model_state` would be the EMA and a resume would lose the raw weights
+    (seen in tests/test_ddpm.py). Here such a save still writes raw weights to `current_model_state`;
+  * loading a checkpoint outside `fit` (predict/validate) is silent: `state_dict` already is the EMA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
+
+
+def has_average(callback: WeightAveraging) -> bool:
+    """True once the callback's average has folded in at least one training step."""
+    average = getattr(callback, "_average_model", None)
+    return average is not None and int(average.n_averaged) > 0
+
+
+class EMA(EMAWeightAveraging):
+    """`EMAWeightAveraging(decay, update_every_n_steps, update_starting_at_step, ...)` that never swaps in,
+    copies or saves an average that has not been updated yet (see the module docstring)."""
+
+    _swapped_at_end = False  # True after on_train_end: the module holds the EMA, the average the raw weights
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._swapped_at_end = False
+
+    def _swap_models(self, pl_module: LightningModule) -> None:
+        if has_average(self):
+            super()._swap_models(pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if has_average(self):
+            super()._swap_models(pl_module)
+            self._swapped_at_end = True
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if self._average_model is None:
+            return
+        if not has_average(self):  # nothing averaged yet: inference uses the raw weights too
+            checkpoint["state_dict"] = checkpoint["current_model_state"]
+        elif self._swapped_at_end:
+            checkpoint["state_dict"], checkpoint["current_model_state"] = (
+                checkpoint["current_model_state"], checkpoint["state_dict"])
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        if self._average_model is not None:  # fit: restore raw weights + average; otherwise state_dict is the EMA
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+@contextlib.contextmanager
+def averaged_weights(trainer: Trainer, pl_module: LightningModule) -> Iterator[None]:
+    """Within the block the module holds the EMA weights (when a weight-averaging callback has an updated
+    average and they are not already swapped in, i.e. outside validation); swapped back afterwards."""
+    callbacks = [c for c in trainer.callbacks if isinstance(c, WeightAveraging) and has_average(c)]
+    swap = callbacks[0] if callbacks and not (trainer.validating or trainer.sanity_checking) else None
+    if swap is not None:
+        WeightAveraging._swap_models(swap, pl_module)
+    try:
+        yield
+    finally:
+        if swap is not None:
+            WeightAveraging._swap_models(swap, pl_module)
