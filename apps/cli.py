@@ -24,13 +24,13 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks.speed import EpochStats
+from lightning_modules.common import read_checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
 # Errors that come from what the user typed or pointed at, shown as one sentence.
@@ -42,23 +42,6 @@ def default_run_dir(config_files: list[Any] | None) -> Path:
     if config_files:
         return Path("runs") / Path(str(config_files[-1])).stem
     return Path("runs") / "default"
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint without executing pickled code, or say clearly why it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint {path} does not exist; pass the path of a .ckpt written by `paradis fit`.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for truncated / foreign files
-        raise ValueError(
-            f"Checkpoint {path} cannot be read ({type(err).__name__}): it is corrupt, truncated or not a "
-            "Lightning checkpoint; pass a .ckpt written by `paradis fit`."
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"Checkpoint {path} holds no model state; pass a .ckpt written by `paradis fit`.")
-    return checkpoint
 
 
 class FitConfigSaver(SaveConfigCallback):

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from apps.cli import USER_ERRORS, read_checkpoint
+from apps.cli import USER_ERRORS
+from lightning_modules.common import read_checkpoint
 from lightning_modules.ddpm import DDPM, export_pipeline
 
 

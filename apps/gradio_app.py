@@ -29,7 +29,8 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from apps.cli import read_checkpoint  # noqa: E402
+from callbacks.image_writer import image_grid  # noqa: E402
+from lightning_modules.common import read_checkpoint  # noqa: E402
 
 TASKS = {  # checkpoint `_class_path` -> task; nothing else is ever instantiated
     "lightning_modules.mnist.MNISTClassifier": "mnist",
@@ -221,8 +222,6 @@ def classify_digit(models: Models, path: Optional[str], image: Image.Image) -> d
 
 
 def generate(models: Models, path: Optional[str], n, seed, sampler: str, steps, progress=None) -> Image.Image:
-    from torchvision.utils import make_grid
-
     n, steps = int(n or 0), int(steps or 0)
     if not 1 <= n <= MAX_IMAGES:
         raise ValueError(f"Ask for between 1 and {MAX_IMAGES} images (got {n}); larger grids take too long on this machine.")
@@ -237,8 +236,8 @@ def generate(models: Models, path: Optional[str], n, seed, sampler: str, steps, 
     report = (lambda i, total: progress((i, total), desc="Sampling", unit="steps")) if progress is not None else None
     with lock, torch.inference_mode():
         images = model.sample(n, steps=steps, sampler=sampler, generator=generator, progress=report)
-    # The grid `paradis predict` writes (callbacks/image_writer.py), converted to 8 bits as save_image does.
-    grid = make_grid(images.cpu(), nrow=max(1, round(n**0.5)), padding=2, pad_value=1.0)
+    # The grid `paradis predict` writes, converted to 8 bits as save_image does.
+    grid = image_grid(images.cpu())
     return Image.fromarray(grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to(torch.uint8).numpy())
 
 

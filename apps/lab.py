@@ -225,33 +225,11 @@ def run_commands(lab: Lab, variant: Variant, run_dir: Path, extra: list[str], fo
 
 
 def error_line(output: str, returncode: int) -> str:
-    """The one-line reason a run failed: the `error:` line of `paradis`, else the last line of its output.
-
-    When jsonargparse wraps the module's own sentence ("Does not validate against any of the
-    Union subtypes ... Errors: - <sentence>"), the first real cause replaces the wrapper.
-    """
-    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
-    start = next((i for i, line in enumerate(lines) if re.match(r"^(paradis: )?error:", line.strip())), None)
-    if start is None:
-        return (lines[-1].strip() if lines else f"exit code {returncode}")[:300]
-    head, rest = lines[start].strip(), lines[start + 1 :]
-    errors = next((i for i, line in enumerate(rest) if line.strip() == "Errors:"), None)
-    if errors is not None:
-        causes: list[list[str]] = []
-        indent = None
-        for line in rest[errors + 1 :]:
-            depth = len(line) - len(line.lstrip())
-            if line.strip().startswith("- ") and (indent is None or depth == indent):
-                indent = depth
-                causes.append([line.strip()[2:]])
-            elif causes and depth > indent:
-                causes[-1].append(line.strip())
-            else:
-                break
-        cause = next((c for c in causes if not c[0].startswith("Expected a")), None)
-        if cause:
-            head = head.replace("Does not validate against any of the Union subtypes", "").rstrip() + " " + " ".join(cause)
-    return head[:300]
+    """The one-line reason a run failed: the `paradis: error:` line (the CLI reduces a module's config
+    error to its own sentence), else the last line of its output."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    line = next((line for line in lines if re.match(r"^(paradis: )?error:", line)), None)
+    return (line or (lines[-1] if lines else f"exit code {returncode}"))[:300]
 
 
 def clean_run_dir(run_dir: Path) -> None:

@@ -11,6 +11,12 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torchvision.utils import make_grid, save_image
 
 
+def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor:
+    """The one grid layout of generated images (`[n, C, H, W]` in [0, 1]): about sqrt(n) per row, white gaps.
+    Used by `paradis predict`, the sample-grid callback and the app, so their grids match."""
+    return make_grid(images, nrow=nrow or max(1, round(len(images) ** 0.5)), padding=2, pad_value=1.0)
+
+
 class ImageWriter(BasePredictionWriter):
     """Writes `<run folder>/<folder>/sample_XXXX.png` for every generated image and `grid.png` with all of them.
 
@@ -40,7 +46,6 @@ class ImageWriter(BasePredictionWriter):
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.grid and self._images:
-            nrow = self.nrow or max(1, round(len(self._images) ** 0.5))
-            save_image(make_grid(torch.stack(self._images), nrow=nrow, padding=2, pad_value=1.0), self.path / "grid.png")
+            save_image(image_grid(torch.stack(self._images), self.nrow), self.path / "grid.png")
         print(f"{len(self._images)} images and grid.png written to {self.path}")
         self._images = []

@@ -10,9 +10,10 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 
 from callbacks.ema import averaged_weights
+from callbacks.image_writer import image_grid
 
 
 class SampleGrid(Callback):
@@ -33,7 +34,7 @@ class SampleGrid(Callback):
             raise ValueError(f"SampleGrid needs every_n_epochs >= 0 and n >= 1, got {every_n_epochs} and {n}.")
         self.every_n_epochs, self.n, self.seed = every_n_epochs, n, seed
         self.steps, self.sampler = steps, sampler
-        self.nrow = nrow or max(1, round(n**0.5))
+        self.nrow = nrow
         self.paths: list[Path] = []
         self._last_step: Optional[int] = None
 
@@ -52,7 +53,7 @@ class SampleGrid(Callback):
     def draw(self, trainer: Trainer, pl_module: LightningModule, epochs: int) -> Path:
         generator = torch.Generator().manual_seed(self.seed)
         images = pl_module.sample(self.n, steps=self.steps, sampler=self.sampler, generator=generator).cpu()
-        grid = make_grid(images, nrow=self.nrow, padding=2, pad_value=1.0)
+        grid = image_grid(images, self.nrow)
         path = Path(trainer.default_root_dir) / "samples" / f"epoch_{epochs:04d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, path)

