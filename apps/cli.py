@@ -30,7 +30,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks.speed import EpochStats
-from lightning_modules.common import read_checkpoint
+from paradis.checkpoint import check_class, qualified_name, read_checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
 # Errors that come from what the user typed or pointed at, shown as one sentence.
@@ -158,14 +158,8 @@ class ParadisCLI(LightningCLI):
         return ckpt_path
 
     def _check_checkpoint_matches_model(self, ckpt_path: str) -> None:
-        checkpoint = read_checkpoint(ckpt_path)
-        trained = checkpoint.get("hyper_parameters", {}).get("_class_path")
-        wanted = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
-        if trained and trained != wanted:
-            raise ValueError(
-                f"Checkpoint {ckpt_path} holds a {trained.rsplit('.', 1)[-1]} but the config builds a "
-                f"{wanted.rsplit('.', 1)[-1]}; use the config the checkpoint was trained with."
-            )
+        check_class(read_checkpoint(ckpt_path), ckpt_path, [qualified_name(type(self.model))],
+                    hint="use the config the checkpoint was trained with.")
 
     def _run_subcommand(self, subcommand: str) -> None:
         self.config_init[subcommand]["ckpt_path"] = self._resolve_ckpt_path()

@@ -21,17 +21,15 @@ from pathlib import Path
 from typing import Optional
 
 from apps.cli import USER_ERRORS
-from lightning_modules.common import read_checkpoint
 from lightning_modules.ddpm import DDPM, export_pipeline
+from paradis.checkpoint import check_class, qualified_name, read_checkpoint
 
 
 def load_ddpm(ckpt: str | Path, raw: bool = False) -> DDPM:
     """A `DDPM` from a checkpoint written by `paradis fit`, with its EMA weights (or raw ones with `raw`)."""
     checkpoint = read_checkpoint(ckpt)
     hparams = dict(checkpoint.get("hyper_parameters") or {})
-    trained = hparams.get("_class_path", "lightning_modules.ddpm.DDPM")
-    if trained.rsplit(".", 1)[-1] != "DDPM":
-        raise ValueError(f"Checkpoint {ckpt} holds a {trained.rsplit('.', 1)[-1]}, not a DDPM; pass a DDPM checkpoint.")
+    check_class(checkpoint, ckpt, [qualified_name(DDPM)], hint="pass a DDPM checkpoint.")
     module = DDPM(**{k: v for k, v in hparams.items() if not k.startswith("_")})
     if raw:
         if "current_model_state" not in checkpoint:

@@ -29,8 +29,8 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from callbacks.image_writer import image_grid  # noqa: E402
-from lightning_modules.common import read_checkpoint  # noqa: E402
+from paradis.images import image_grid  # noqa: E402
+from paradis.checkpoint import read_checkpoint  # noqa: E402
 
 TASKS = {  # checkpoint `_class_path` -> task; nothing else is ever instantiated
     "lightning_modules.mnist.MNISTClassifier": "mnist",

@@ -27,7 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
 
-from datamodules.bundled import resolve_model_path  # noqa: E402
+from paradis.bundled import resolve_model_path  # noqa: E402
 from datamodules.text import TextDataModule  # noqa: E402
 from lightning_modules.text import TextClassifier  # noqa: E402
 

@@ -8,13 +8,9 @@ from typing import Optional
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 
-
-def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor:
-    """The one grid layout of generated images (`[n, C, H, W]` in [0, 1]): about sqrt(n) per row, white gaps.
-    Used by `paradis predict`, the sample-grid callback and the app, so their grids match."""
-    return make_grid(images, nrow=nrow or max(1, round(len(images) ** 0.5)), padding=2, pad_value=1.0)
+from paradis.images import image_grid
 
 
 class ImageWriter(BasePredictionWriter):

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import save_image
 
 from callbacks.ema import averaged_weights
-from callbacks.image_writer import image_grid
+from paradis.images import image_grid
 
 
 class SampleGrid(Callback):

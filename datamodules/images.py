@@ -24,17 +24,12 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image, ImageOps
 
-from datamodules.bundled import bundled_path
 from datamodules.tensor_batches import TensorBatches
-from lightning_modules.ddpm import denormalize  # noqa: F401  ([-1, 1] -> [0, 1], defined once, re-exported here)
+from paradis.bundled import bundled_path
+from paradis.images import denormalize, normalize  # noqa: F401  (re-exported for callers of this module)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 CAT_LABEL = 2  # animal-mnist: label 2 = cat
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1] (the inverse of `denormalize`)."""
-    return images.float() / 127.5 - 1.0
 
 
 def load_image(path: Path, size: int, channels: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image, ImageOps
 
-from datamodules.bundled import bundled_path
+from paradis.bundled import bundled_path
 from datamodules.tensor_batches import TensorBatches
 
 

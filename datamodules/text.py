@@ -34,7 +34,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from datamodules.bundled import bundled_path, resolve_model_path
+from paradis.bundled import bundled_path, resolve_model_path
 
 BUNDLED_CLASSES = ["negative", "positive"]
 BUNDLED_LABELS = {"rotten": "negative", "fresh": "positive"}

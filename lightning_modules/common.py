@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
@@ -57,20 +56,3 @@ def decay_param_groups(module: torch.nn.Module, weight_decay: float) -> list[dic
         if param.requires_grad:
             (decay if param.ndim >= 2 else no_decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint without executing pickled code, or say clearly why it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint {path} does not exist; pass the path of a .ckpt written by `paradis fit`.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for truncated / foreign files
-        raise ValueError(
-            f"Checkpoint {path} cannot be read ({type(err).__name__}): it is corrupt, truncated or not a "
-            "Lightning checkpoint; pass a .ckpt written by `paradis fit`."
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"Checkpoint {path} holds no model state; pass a .ckpt written by `paradis fit`.")
-    return checkpoint

@@ -32,6 +32,7 @@ from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 from lightning.pytorch import LightningModule
 
 from lightning_modules.common import check_choice, check_positive, check_probability, decay_param_groups
+from paradis.images import denormalize
 
 SCHEDULES = ("linear", "cosine", "quadratic")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -264,11 +265,6 @@ class DDPM(LightningModule):
         finally:
             self.train(was_training)
         return denormalize(x)
-
-
-def denormalize(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1] (clamped). The data modules' `denormalize` is this function."""
-    return (images.float() / 2 + 0.5).clamp(0, 1)
 
 
 # -- diffusers interchange ---------------------------------------------------------------------------

@@ -24,8 +24,9 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch.nn.modules.module import _IncompatibleKeys
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from datamodules.bundled import resolve_model_path  # the one place that knows where bundled files live
-from lightning_modules.common import check_choice, check_positive, check_probability, decay_param_groups, read_checkpoint
+from paradis.bundled import resolve_model_path  # the one place that knows where bundled files live
+from lightning_modules.common import check_choice, check_positive, check_probability, decay_param_groups
+from paradis.checkpoint import read_checkpoint
 
 PEFT_METHODS = ("lora", "prompt_tuning", "p_tuning", "full")
 # Attention projections LoRA adapts, by architecture (first match wins).

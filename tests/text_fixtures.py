@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from datamodules.bundled import bundled_path
+from paradis.bundled import bundled_path
 
 
 def make_tiny_distilbert(path: str | Path, seed: int = 0) -> Path:

@@ -1,0 +1,51 @@
+"""The one way Paradis reads a checkpoint, and the one check that it holds the expected model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+
+
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """Load a checkpoint without executing pickled code (`weights_only=True`), or say clearly why it cannot
+    be read. `mmap=True` maps tensors instead of reading them (cheap peeks at the small fields)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist; pass the path of a .ckpt written by `paradis fit`.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # torch raises many types for truncated / foreign / legacy files
+        if mmap:  # legacy (non-zip) files cannot be memory-mapped: read them normally
+            return read_checkpoint(path)
+        raise ValueError(
+            f"Checkpoint {path} cannot be read ({type(err).__name__}): it is corrupt, truncated or not a "
+            "Lightning checkpoint; pass a .ckpt written by `paradis fit`."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"Checkpoint {path} holds no model state; pass a .ckpt written by `paradis fit`.")
+    return checkpoint
+
+
+def class_path(checkpoint: dict) -> Optional[str]:
+    """`package.module.Class` of the LightningModule that wrote the checkpoint (saved by LightningCLI)."""
+    return (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+
+
+def check_class(checkpoint: dict, path: str | Path, expected: Iterable[str], hint: str = "") -> str:
+    """The checkpoint's class path if it is one of `expected` (class paths), else one sentence naming both.
+    A checkpoint without a class path (written outside LightningCLI) is taken as the first expected class."""
+    expected = tuple(expected)
+    found = class_path(checkpoint) or expected[0]
+    if found not in expected:
+        names = " or ".join(e.rsplit(".", 1)[-1] for e in expected)
+        raise ValueError(
+            f"Checkpoint {path} holds a {found.rsplit('.', 1)[-1]}, not a {names}; "
+            f"{hint or 'use the config (or app tab) of the task the checkpoint was trained for.'}"
+        )
+    return found
+
+
+def qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
