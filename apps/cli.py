@@ -30,9 +30,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from callbacks.checkpointing import AtomicCheckpointIO, RunCheckpoint
+from callbacks.divergence import Diverged, DivergenceGuard
 from callbacks.resume import ExactResume
 from callbacks.speed import EpochStats
 from paradis.checkpoint import check_class, qualified_name, read_checkpoint
@@ -136,8 +138,9 @@ class ParadisCLI(LightningCLI):
                     every_n_steps=intervals.get("every_n_steps") or 0,
                 )
             )
-        if not any(isinstance(c, ExactResume) for c in callbacks):
-            added.append(ExactResume())
+        for kind in (ExactResume, DivergenceGuard):
+            if not any(isinstance(c, kind) for c in callbacks):
+                added.append(kind())
         return added
 
     # -- checkpoint rules ---------------------------------------------------------------------
@@ -234,6 +237,12 @@ def main(args: Optional[list[str]] = None) -> None:
             raise
         print(f"paradis: error: {user_error_message(err)}", file=sys.stderr)
         sys.exit(2)
+    except Diverged as err:  # the weights stay finite; last.ckpt holds them
+        if os.environ.get("PARADIS_DEBUG"):
+            raise
+        if rank_zero_only.rank == 0:
+            print(f"paradis: error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

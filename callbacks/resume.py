@@ -10,8 +10,10 @@ stateful training loaders (`CombinedLoader._state_dicts`), but:
 `ExactResume` stores, in every checkpoint written during `fit`, the RNG states of every rank and the training
 loaders' states with `position` set to the batches the loops have processed, and gives both back at
 `on_train_start` (after the sanity check, before the first batch). A loader (or a `DataLoader`'s
-`batch_sampler` / `sampler`) takes part when it has `state_dict()` / `load_state_dict()`; `position` (batches
-of the current epoch already handed out) is the convention of `datamodules.tensor_batches.TensorBatches`.
+`batch_sampler` / `sampler`) takes part when it has `state_dict()` / `load_state_dict()`. A state's `position`
+key, if it has one, counts what that object handed out in the current epoch (batches for a loader or a batch
+sampler, samples for a sampler: `datamodules.tensor_batches.TensorBatches` is the example); it is rewritten
+to what the loops have processed.
 """
 
 from __future__ import annotations
@@ -26,15 +28,18 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 KEY = "paradis_resume"
 
 
-def stateful_part(loader: Any) -> Optional[Any]:
-    """The object holding a training loader's position: the loader itself, or its (batch) sampler."""
-    for candidate in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+def stateful_part(loader: Any) -> Optional[tuple[Any, int]]:
+    """(the object holding a training loader's position, items it hands out per batch): the loader itself or
+    its batch sampler (1 batch), or its sampler (`batch_size` samples)."""
+    candidates = ((loader, 1), (getattr(loader, "batch_sampler", None), 1),
+                  (getattr(loader, "sampler", None), getattr(loader, "batch_size", None) or 1))
+    for candidate, per_batch in candidates:
         if callable(getattr(candidate, "state_dict", None)) and callable(getattr(candidate, "load_state_dict", None)):
-            return candidate
+            return candidate, per_batch
     return None
 
 
-def train_loaders(trainer: Trainer) -> list[Any]:
+def train_loaders(trainer: Trainer) -> list[tuple[Any, int]]:
     combined = trainer.fit_loop._combined_loader
     return [] if combined is None else [part for loader in combined.flattened if (part := stateful_part(loader))]
 
@@ -71,10 +76,10 @@ class ExactResume(Callback):
             ranks = [rng]
         processed = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         loaders = []
-        for part in train_loaders(trainer):
+        for part, per_batch in train_loaders(trainer):
             state = dict(part.state_dict())
             if "position" in state:  # what the loops will count as done, not what was fetched
-                state["position"] = processed
+                state["position"] = processed * per_batch
             loaders.append(state)
         checkpoint[KEY] = {"rng": ranks, "loaders": loaders}
 
@@ -89,5 +94,5 @@ class ExactResume(Callback):
         set_rng_states(ranks[trainer.global_rank] if len(ranks) == trainer.world_size else ranks[0])
         parts = train_loaders(trainer)
         if len(parts) == len(pending["loaders"]):
-            for part, state in zip(parts, pending["loaders"]):
+            for (part, _), state in zip(parts, pending["loaders"]):
                 part.load_state_dict(state)
