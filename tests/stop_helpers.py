@@ -17,3 +17,21 @@ class SignalAt(Callback):
         if trainer.global_step == self.step and not self.sent and trainer.is_global_zero:
             self.sent = True
             os.kill(os.getpid(), getattr(signal, self.signal_name))
+
+
+class RecordLastCheckpoint(Callback):
+    """Write, at the start of every training batch, the step that `last.ckpt` holds (or null) to a JSON list."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.seen = path, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import json
+        from pathlib import Path
+
+        import torch
+
+        last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        step = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"] if last.exists() else None
+        self.seen.append(step)
+        Path(self.path).write_text(json.dumps(self.seen))
