@@ -165,7 +165,7 @@ class RunCheckpoint(ModelCheckpoint):
         # loops still say "mid-epoch". At on_train_end they say the epoch is complete and a resume with a
         # larger budget would skip the rest of it.
         max_steps_reached = trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
-        due = due or max_steps_reached or (trainer.should_stop and trainer.fit_loop.epoch_loop._can_stop_early)
+        due = due or max_steps_reached or (trainer.should_stop and trainer.fit_loop._can_stop_early)
         if due:
             self.write_last(trainer)
 
