@@ -47,7 +47,7 @@ def test_last_checkpoint_is_where_training_stopped(tmp_path, way, args):
 def test_last_checkpoint_is_refreshed_during_an_epoch(tmp_path, interval, seen):
     record = tmp_path / "seen.json"
     assert fit(*MNIST, "--run_dir", str(tmp_path / "run"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches",
-               "6", *interval, "--trainer.callbacks+=stop_helpers.RecordLastCheckpoint",
+               "6", *interval, "--trainer.callbacks+=probe_callbacks.RecordLastCheckpoint",
                "--trainer.callbacks.path", str(record)) == 0
     assert json.loads(record.read_text()) == seen  # last.ckpt's step at the start of each of the 6 batches
 

@@ -1,7 +1,7 @@
 """Exact resume (issue 13, items 1-3): an interrupted run resumed with `--ckpt_path last` ends with the same
 weights, optimizer state, EMA and logged metrics as an uninterrupted one: bit for bit, on CPU in 32-bit.
 
-The interruptions are real signals sent to the process at a given step (tests/stop_helpers.py): SIGTERM as a
+The interruptions are real signals sent to the process at a given step (tests/probe_callbacks.py): SIGTERM as a
 cluster sends it, and SIGINT as Ctrl-C does; a resume also follows a run that simply ended (max_epochs)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from resume_tools import DDPM, MNIST, ckpt, differences, fit, scalars
 
 
 def stop_at(step: int, signal_name: str = "SIGTERM") -> list[str]:
-    return ["--trainer.callbacks+=stop_helpers.SignalAt", "--trainer.callbacks.step", str(step),
+    return ["--trainer.callbacks+=probe_callbacks.SignalAt", "--trainer.callbacks.step", str(step),
             "--trainer.callbacks.signal_name", signal_name]
 
 
