@@ -153,7 +153,7 @@ def load_module(path: Path, task: str) -> torch.nn.Module:
         if task == "text":
             from lightning_modules.text import TextClassifier
 
-            return TextClassifier.from_checkpoint(str(path))
+            return TextClassifier.load_from_checkpoint(str(path), map_location="cpu").eval()
         if task == "mnist":
             from lightning_modules.mnist import MNISTClassifier as cls
         else:
