@@ -81,6 +81,7 @@ class ParadisCLI(LightningCLI):
             help="Run folder for config.yaml, checkpoints and TensorBoard events (default: runs/<config name>).",
         )
         self.add_checkpoint_arguments(parser)
+        self.link_model_and_data(parser)
 
     @staticmethod
     def add_checkpoint_arguments(parser) -> None:
@@ -88,6 +89,15 @@ class ParadisCLI(LightningCLI):
                             help="Refresh last.ckpt during an epoch after this many minutes of training (0: never).")
         parser.add_argument("--checkpoint.every_n_steps", type=int, default=0,
                             help="Refresh last.ckpt during an epoch every this many optimizer steps (0: never).")
+
+    @staticmethod
+    def link_model_and_data(parser) -> None:
+        """The text task's wiring, explicit: the data module tokenises with the model's tokenizer and max length,
+        and the model's head is sized from the data's class names. A link whose source the config's classes
+        lack (MNIST, DDPM) is skipped by jsonargparse."""
+        parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
+        parser.link_arguments("model.init_args.max_length", "data.init_args.max_length")
+        parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
 
     # -- run folder ---------------------------------------------------------------------------
     @property
