@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import time
+from pathlib import Path
 
 from paradis.checkpoint import read_checkpoint
 from resume_tools import MNIST, ckpt, fit
@@ -27,7 +28,8 @@ def wait_for(predicate, timeout: float) -> bool:
     return False
 
 
-def test_kill_dash_nine_never_corrupts_last_checkpoint(tmp_path):
+def kill_loop(tmp_path, kills: int = KILLS) -> tuple[Path, list[int], int]:
+    """Start, SIGKILL, resume, `kills` times: (run folder, step in last.ckpt after each kill, kills mid-write)."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["kill_child"])
     from kill_child import run_fit
@@ -35,7 +37,7 @@ def test_kill_dash_nine_never_corrupts_last_checkpoint(tmp_path):
     run, rng = tmp_path / "run", random.Random(13)
     last, tmp = run / "checkpoints" / "last.ckpt", run / "checkpoints" / ".last.ckpt.tmp"
     steps, during_save = [0], 0
-    for kill in range(KILLS):
+    for kill in range(kills):
         resume = ["--ckpt_path", "last"] if last.exists() else []
         child = ctx.Process(target=run_fit, args=([*ARGS, "--run_dir", str(run), *resume], str(tmp_path / "log")))
         child.start()
@@ -50,6 +52,12 @@ def test_kill_dash_nine_never_corrupts_last_checkpoint(tmp_path):
         if last.exists():
             steps.append(read_checkpoint(last)["global_step"])  # loads: complete and readable
             assert steps[-1] >= steps[-2]  # the run resumed from it, not from scratch
+    return run, steps, during_save
+
+
+def test_kill_dash_nine_never_corrupts_last_checkpoint(tmp_path):
+    run, steps, during_save = kill_loop(tmp_path)
+    last, tmp = run / "checkpoints" / "last.ckpt", run / "checkpoints" / ".last.ckpt.tmp"
     assert during_save >= 3, during_save
     assert fit(*ARGS, "--run_dir", str(run), "--ckpt_path", "last") == 0
     assert ckpt(last)["global_step"] == 60 and steps[-1] > 0
