@@ -139,7 +139,8 @@ def run_lab(argv: list[str]) -> list[dict]:
         if lab.search is not None:
             from apps.lab.search import run_search
 
-            rows_all += run_search(lab, args, extra, threads, [str(lab.path), *argv_without_labs(argv, args.labs)])
+            search_threads = args.threads or default_threads(args.workers)  # one per worker when workers >= cores
+            rows_all += run_search(lab, args, extra, search_threads, [str(lab.path), *argv_without_labs(argv, args.labs)])
     return rows_all
 
 

@@ -173,7 +173,7 @@ def run_search(lab: Lab, args, extra: list[str], threads: int, argv: list[str]) 
     out_dir = Path(args.runs_dir) / lab.axis
     out_dir.mkdir(parents=True, exist_ok=True)
     url = args.storage or default_storage(out_dir)
-    budget = args.trials or config.trials
+    budget = config.trials = args.trials or config.trials
     study = load_study(url, config, lab.seed, create=True)
     done = finished_count(study)[0]
     print(f"paradis-lab: {lab.axis}: Optuna study `{config.study_name}` in {url}: {done}/{budget} trials finished; "
