@@ -130,16 +130,17 @@ def section_tasks(ctx: dict) -> dict:
     from lightning_modules.ddpm import DDPM
     from lightning_modules.mnist import MNISTClassifier
 
-    device, dry, steps = ctx["device"], ctx["dry"], 3 if ctx["dry"] else 20
+    device, dry, steps = ctx["device"], ctx["dry"], 2 if ctx["dry"] else 20
     text = text_setup(ctx)
+    mnist = MNISTDataModule(download=False, batch_size=64, val_size=1000)  # one per task: loaded once
+    photos = ImageFolderDataModule(data_dir=str(ctx["noise_photos"]), image_size=32, batch_size=8, val_fraction=0.1)
+    reviews = text["data"]()
     tasks: dict[str, Callable] = {
-        "mnist mlp": lambda: (MNISTClassifier(arch="mlp"), MNISTDataModule(download=False, batch_size=64, val_size=1000)),
-        "mnist cnn": lambda: (MNISTClassifier(arch="cnn"), MNISTDataModule(download=False, batch_size=64, val_size=1000)),
+        "mnist mlp": lambda: (MNISTClassifier(arch="mlp"), mnist),
+        "mnist cnn": lambda: (MNISTClassifier(arch="cnn"), mnist),
         "ddpm": lambda: (DDPM(sample_size=32, in_channels=3, model_channels=16 if dry else 64, channel_mult=(1, 2),
-                              attention_resolutions=(16,), attention_head_dim=16, export_on_fit_end=False),
-                         ImageFolderDataModule(data_dir=str(ctx["noise_photos"]), image_size=32, batch_size=8,
-                                               val_fraction=0.1)),
-        "text lora": lambda: (text["module"](), text["data"]()),
+                              attention_resolutions=(16,), attention_head_dim=16, export_on_fit_end=False), photos),
+        "text lora": lambda: (text["module"](), reviews),
     }
     results = {}
     for name, make in tasks.items():
