@@ -18,8 +18,8 @@ keeps what it measured), each figure labelled with the GPU's name, plus `<out>/c
   text      LoRA on a DistilBERT-shaped model (DistilBertConfig's real architecture, random weights, the
             bundled MiniLM tokenizer's vocabulary), samples/s: Paradis against the HF Trainer + peft.
   mnist     one MNIST epoch: Paradis against a plain PyTorch loop (data on the GPU in both).
-  train64   a timed training run (`--train-seconds`, default 150 s) of configs/ddpm_cats64.yaml on the
-            folder `--photos`: sample grid and loss curve (skipped without --photos).
+  train64   a timed training run (`--train-seconds`, default 120 s, bf16-mixed) of configs/ddpm_cats64.yaml
+            on the folder `--photos`: sample grid and loss curve (skipped without --photos).
 
 Needs, beyond `pip install -e .` of this project (which brings torch, lightning, diffusers, transformers,
 peft, jsonargparse, torchvision, tensorboard, matplotlib): a CUDA build of torch (2.4+; tested API up to
@@ -32,6 +32,7 @@ MNIST and the tokenizer are the bundled ones, the text model's weights are rando
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -65,6 +66,7 @@ def sync(device: str) -> None:
 
 
 def reset_peak(device: str) -> None:
+    gc.collect()  # the previous run's model and optimizer state
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -382,7 +384,7 @@ def section_train64(ctx: dict) -> dict:
     run = out / "cats64"
     seconds = ctx["train_seconds"]
     config = yaml.safe_load((ROOT / "configs" / "ddpm_cats64.yaml").read_text())
-    precision = ctx["precisions"][-1]
+    precision = "bf16-mixed" if ctx["device"] == "cuda" and torch.cuda.is_bf16_supported() else "16-mixed"
     if ctx["dry"]:  # the same config at toy sizes: a 16 px, 16-channel U-Net, 2 steps, a 4-image grid
         precision = "32"
         config["trainer"].update(accelerator="cpu", max_steps=2)
@@ -441,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="folder for gpu_check.md / gpu_check.json and the training run")
     parser.add_argument("--photos", help="folder of photos for the timed 64 px training run (train64)")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU (< 1 min): checks the script itself")
-    parser.add_argument("--train-seconds", type=int, default=150)
+    parser.add_argument("--train-seconds", type=int, default=120)
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
