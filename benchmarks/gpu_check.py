@@ -142,7 +142,7 @@ def section_tasks(ctx: dict) -> dict:
         "mnist cnn": lambda: (MNISTClassifier(arch="cnn"), mnist),
         "ddpm": lambda: (DDPM(sample_size=32, in_channels=3, model_channels=16 if dry else 64, channel_mult=(1, 2),
                               attention_resolutions=(16,), attention_head_dim=16, export_on_fit_end=False), photos),
-        "text lora": lambda: (text["module"](), reviews),
+        "text lora": lambda: (text["module"](reviews), reviews),
     }
     results = {}
     for name, make in tasks.items():
@@ -292,7 +292,7 @@ def text_setup(ctx: dict) -> dict:
     max_length, size = (32, 64) if ctx["dry"] else (128, 4000)
     ctx["text"] = {
         "path": str(path), "max_length": max_length, "batch": 8 if ctx["dry"] else 32,
-        "module": lambda: TextClassifier(str(path), lr=1e-3, max_length=max_length),
+        "module": lambda data: TextClassifier(str(path), lr=1e-3, max_length=max_length, class_names=data.class_names),
         "data": lambda: TextDataModule(tokenizer=str(path), max_length=max_length, batch_size=ctx["text"]["batch"],
                                        data_dir=str(ctx["tmp"] / "text"), train_size=size, val_size=32, test_size=32),
     }
@@ -335,7 +335,8 @@ def section_text(ctx: dict) -> dict:
     precision = "bf16-mixed" if bf16 else "32"
     seed_everything(0, verbose=False)
     clock = Clock(warmup, device)
-    quick_trainer(device, precision, warmup + steps, [clock]).fit(text["module"](), datamodule=text["data"]())
+    data = text["data"]()
+    quick_trainer(device, precision, warmup + steps, [clock]).fit(text["module"](data), datamodule=data)
     return {"precision": precision, "batch_size": text["batch"], "max_length": text["max_length"],
             "paradis samples/s": round(clock.rate, 1),
             "hf Trainer + peft samples/s": round(text_hf(ctx, text, steps, warmup, bf16), 1)}
