@@ -61,6 +61,7 @@ class TextDataModule(LightningDataModule):
         tokenizer, max_length: the model's (`model_name_or_path`, `max_length`); the CLI links them from the model.
         data_dir: the tokenisation cache goes to data_dir/cache.
         batch_size, eval_batch_size: training / evaluation batch sizes.
+        pad_to_multiple_of: pad each batch's length up to a multiple of this; None: 8 on CUDA, 1 on CPU.
         group_by_length: draw training batches of similar lengths (less padding; see `TrainOrder`).
         train_size, val_size, test_size: use at most this many examples (quick runs, tests).
         predict_file: .txt (one text per line) or CSV/TSV/JSONL (its text column); default: the test split.
@@ -83,6 +84,7 @@ class TextDataModule(LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 64,
         num_workers: int = 0,
+        pad_to_multiple_of: Optional[int] = None,
         group_by_length: bool = False,
         train_size: Optional[int] = None,
         val_size: Optional[int] = None,
@@ -143,6 +145,14 @@ class TextDataModule(LightningDataModule):
             raise ValueError(f"data.{name} is not set; pass --data.{name} (the CLI links it from model.{'model_name_or_path' if name == 'tokenizer' else name}).")
         return value
 
+    def _pad_multiple(self) -> Optional[int]:
+        """8 on CUDA (few shapes, tensor-core friendly); none on CPU, where each padded token costs time
+        (+13 % tokens on the bundled reviews, mean 27 tokens: BENCHMARKS.md)."""
+        if self.hparams.pad_to_multiple_of is not None:
+            return self.hparams.pad_to_multiple_of or None
+        on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return 8 if on_cuda else None
+
     def _tokenize(self, texts: list[str], labels: Optional[list[int]], name: str) -> TokenizedTexts:
         """Tokenise once; reuse data_dir/cache/<name>-<key>.pt keyed by tokenizer, max length and texts."""
         tok = self.tokenizer
@@ -193,7 +203,7 @@ class TextDataModule(LightningDataModule):
         if self.tokenizer is None:
             self.tokenizer = load_tokenizer(self._setting("tokenizer"))
             self.max_length = int(self._setting("max_length"))
-            self.collate = Collator(self.tokenizer)
+            self.collate = Collator(self.tokenizer, self._pad_multiple())
         hp = self.hparams
         if stage == "predict" and hp.predict_file:
             texts = read_predict_texts(hp.predict_file, hp.text_column)

@@ -59,11 +59,10 @@ class TokenizedTexts(Dataset):
 class Collator:
     """DataCollatorWithPadding (pads each batch to its longest text); passes raw texts through."""
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer, pad_to_multiple_of: Optional[int] = None) -> None:
         from transformers import DataCollatorWithPadding
 
-        # pad_to_multiple_of=8 keeps shapes few and tensor-core friendly; costs <1 % on CPU.
-        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8, return_tensors="pt")
+        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt")
 
     def __call__(self, items: list[dict]) -> dict:
         texts = [item.pop("text") for item in items] if items and "text" in items[0] else None

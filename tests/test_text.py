@@ -205,8 +205,12 @@ def test_each_file_format_reads_the_same(tiny, tmp_path, suffix):
     assert (len(data.train), len(data.val), len(data.test)) == (12, 4, 4)
     assert sorted(data.val.labels.tolist()) == [0, 0, 1, 1]  # stratified
     batch = next(iter(data.train_dataloader()))
-    assert set(batch) == {"input_ids", "attention_mask", "labels"} and batch["input_ids"].shape[1] % 8 == 0
-    assert batch["input_ids"].shape[1] < 32  # padded per batch, not to max_length
+    longest = int(batch["attention_mask"].sum(1).max())
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert batch["input_ids"].shape[1] == longest < 32  # padded per batch to its longest text (CPU), not to max_length
+    eight = datamodule(path, tiny, tmp_path, val_fraction=0.2, test_fraction=0.2, pad_to_multiple_of=8)
+    eight.setup("fit")
+    assert next(iter(eight.train_dataloader()))["input_ids"].shape[1] % 8 == 0  # the CUDA default
 
 
 def test_label_mapping_integer_and_named(tiny, tmp_path):
