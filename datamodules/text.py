@@ -110,8 +110,6 @@ class TextDataModule(LightningDataModule):
         self._files: Optional[list[LabelledTexts]] = None
         self.tokenizer = None
         self.train = self.val = self.test = self.predict = None
-        self._train_loader: Optional[ResumableDataLoader] = None
-        self._order_state: Optional[dict] = None
 
     # -- labels ---------------------------------------------------------------------------------
     def _read_files(self) -> None:
@@ -226,30 +224,20 @@ class TextDataModule(LightningDataModule):
 
     # -- loaders --------------------------------------------------------------------------------
     def _loader(self, dataset: TokenizedTexts, batch_size: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, **self._loader_settings())
+
+    def _loader_settings(self) -> dict:
+        # A generator of its own: a DataLoader draws its workers' base seed from it at every `iter()`, which would
+        # otherwise shift the global RNG (dropout) between an uninterrupted run and a resumed one.
         workers = self.hparams.num_workers
-        return DataLoader(dataset, batch_size=batch_size, collate_fn=self.collate, num_workers=workers, persistent_workers=workers > 0)
+        return {"collate_fn": self.collate, "num_workers": workers, "persistent_workers": workers > 0,
+                "generator": torch.Generator().manual_seed(self.hparams.seed)}
 
     def train_dataloader(self) -> ResumableDataLoader:
         hp, trainer = self.hparams, self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         order = TrainOrder(self.train.lengths, hp.batch_size, hp.seed, hp.group_by_length, num_replicas=replicas, rank=rank)
-        if self._order_state is not None:  # restored from a checkpoint: pick up where it stopped
-            order.load_state_dict(self._order_state)
-            self._order_state = None
-        self._train_loader = ResumableDataLoader(self.train, batch_size=hp.batch_size, sampler=order, collate_fn=self.collate,
-                                                 num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
-        return self._train_loader
-
-    # -- resuming -------------------------------------------------------------------------------
-    # The loader's own state_dict is what Lightning's CombinedLoader saves and restores; but when the model's
-    # configure_optimizers reads `trainer.estimated_stepping_batches` (ours does), Lightning builds the train
-    # loader before it loads the loop states and then skips restoring it (lightning 2.6 FitLoop.setup_data). The
-    # data module's own checkpoint entry is restored before any loader exists, so it covers that path.
-    def state_dict(self) -> dict:
-        return {"train_order": self._train_loader.state_dict()} if self._train_loader is not None else {}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self._order_state = state_dict.get("train_order")
+        return ResumableDataLoader(self.train, batch_size=hp.batch_size, sampler=order, **self._loader_settings())
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, self.hparams.eval_batch_size)
