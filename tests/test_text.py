@@ -357,7 +357,7 @@ def test_resume_mid_epoch_gives_identical_weights(tiny, reviews_csv, tmp_path):
     assert all(torch.equal(a["state"][i][key], b["state"][i][key]) for i in a["state"] for key in a["state"][i])
 
 
-def test_cli_resume_is_exact(tiny, tmp_path):
+def test_cli_resume_is_exact(tiny, tmp_path, capsys):
     """`paradis fit` on the tiny config for 2 epochs, against the same run stopped by Ctrl-C at the end of
     epoch 0 (step 4) and by SIGTERM in the middle of epoch 1 (step 6), resumed with `--ckpt_path last` each
     time: the same weights, optimizer and scheduler state, bit for bit, and (epoch-end stop) the same logged
@@ -380,6 +380,19 @@ def test_cli_resume_is_exact(tiny, tmp_path):
     logged = scalars(straight)
     epoch0 = {key: values for key, values in scalars(resumed).items() if key[1] <= 4}
     assert epoch0 and all(values[-1] == logged[key][-1] for key, values in epoch0.items())
+
+    # A data file that is not UTF-8: one sentence naming the file and the encoding; the run folder is untouched.
+    before = {p: p.read_bytes() for p in straight.rglob("*") if p.is_file()}
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("text,label\ncaf\u00e9 cr\u00e8me,positive\n".encode("latin-1"))
+    capsys.readouterr()
+    assert fit(*common, *never, "--run_dir", str(straight), "--ckpt_path", "last", "--trainer.max_epochs", "3",
+               "--data.train_file", str(latin1)) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"paradis: error: {latin1} is not UTF-8 text (byte 0xe9 at position 14); save it as UTF-8 "
+        "(e.g. `iconv -f latin1 -t utf-8`) and pass that file."
+    )
+    assert {p: p.read_bytes() for p in straight.rglob("*") if p.is_file()} == before
 
 
 def test_bundled_reviews_split():
@@ -406,18 +419,6 @@ def test_cli_fit_test_predict(paradis, tiny, tmp_path):
     events.Reload()
     assert "val/confusion_matrix" in events.Tags()["images"]
     assert {"train/loss_epoch", "val/acc", "val/f1", "params/trainable"} <= set(events.Tags()["scalars"])
-
-    # A data file that is not UTF-8: one sentence naming the file and the encoding; the run folder is untouched.
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    latin1 = tmp_path / "latin1.csv"
-    latin1.write_bytes("text,label\ncaf\u00e9 cr\u00e8me,positive\n".encode("latin-1"))
-    failed = paradis("fit", *common, "--ckpt_path", "last", "--trainer.max_epochs", "2", "--data.train_file", str(latin1), check=False)
-    assert failed.returncode == 2
-    assert failed.stderr.strip().splitlines()[-1] == (
-        f"paradis: error: {latin1} is not UTF-8 text (byte 0xe9 at position 14); save it as UTF-8 "
-        "(e.g. `iconv -f latin1 -t utf-8`) and pass that file."
-    )
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
     result = paradis("test", *common)
     assert "test/acc" in result.stdout and "test/f1" in result.stdout
