@@ -133,10 +133,10 @@ class ParadisCLI(LightningCLI):
     def link_model_and_data(parser) -> None:
         """The text task's wiring, explicit: the data module tokenises with the model's tokenizer and max length,
         and the model's head is sized from the data's class names. A link whose source the config's classes
-        lack (MNIST, DDPM) is skipped by jsonargparse."""
+        lack (MNIST, DDPM) is skipped by jsonargparse; so is one into a model without `class_names`."""
         parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
         parser.link_arguments("model.init_args.max_length", "data.init_args.max_length")
-        parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
+        parser.link_arguments("data", "model.init_args.class_names", compute_fn=data_class_names, apply_on="instantiate")
 
     # -- run folder ---------------------------------------------------------------------------
     @property
@@ -283,6 +283,10 @@ class ParadisCLI(LightningCLI):
                 f"  TensorBoard: tensorboard --logdir {self.run_dir.parent}",
                 file=sys.stderr,
             )
+
+
+def data_class_names(data: LightningDataModule) -> Optional[list[str]]:
+    return getattr(data, "class_names", None)
 
 
 def user_error_message(err: BaseException) -> str:
