@@ -86,11 +86,6 @@ class _GeneratorData(LightningDataModule):
         self.train = self.val = None  # uint8 tensors, or Datasets when read lazily
         self.workers = 0  # DataLoader workers, for lazily read folders only
 
-    def __str__(self) -> str:
-        # LightningDataModule.__str__ builds every loader (and fails on TensorBatches); jsonargparse prints
-        # data modules in its link messages, so keep this cheap.
-        return type(self).__name__
-
     def load(self):
         """All images: a uint8 tensor `[N, C, H, W]` (or a Dataset of them)."""
         raise NotImplementedError
