@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean gpu-check
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ bench: install
 	$(BIN)/python benchmarks/ddpm.py train --unet tiny
 	$(BIN)/python benchmarks/ddpm.py sample
 	$(BIN)/python benchmarks/text.py
+
+# The prepared GPU check (benchmarks/gpu_check.py, <= 6 min on one GPU): figures + GPU name to $(OUT)/gpu_check.md/.json.
+OUT ?= gpu_check
+PHOTOS ?=
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py $(OUT) $(if $(PHOTOS),--photos $(PHOTOS))
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache
