@@ -78,9 +78,9 @@ def kills(out: Path) -> list[str]:
     run, steps, during_save = kill_loop(out)
     code, _ = quiet_fit(*ARGS, "--run_dir", str(run), "--ckpt_path", "last")
     final = ckpt(run / "checkpoints" / "last.ckpt")["global_step"]
-    return ["| kills (SIGKILL) | of them during a checkpoint write | last.ckpt loaded after | resumed to the end |",
-            "|---|---|---|---|", f"| {len(steps) - 1 if steps else 0} of 10 left a last.ckpt | {during_save} | "
-            f"{len(steps) - 1} / {len(steps) - 1} (steps {steps[1:]}) | {'yes' if code == 0 and final == 100 else 'no'} (step {final}) |"]
+    return ["| kills (SIGKILL) | of them during a checkpoint write | last.ckpt loaded after the kill | resumed to the end |",
+            "|---|---|---|---|", f"| {len(steps) - 1} / 10 survived | {during_save} | {len(steps) - 1} / 10; its step "
+            f"after each kill: {steps[1:]} | {'yes' if code == 0 and final == 100 else 'no'} (step {final} of 100) |"]
 
 
 def main() -> None:
