@@ -366,7 +366,7 @@ def test_cli_resume_is_exact(tiny, tmp_path, capsys):
 
     common = ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path", tiny, "--data.group_by_length", "true",
               "--data.data_dir", str(tmp_path / "data"), "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "1",
-              "--trainer.callbacks+=stop_helpers.SignalAt"]  # 1 val batch: a stop signal is then handled after validation
+              "--trainer.callbacks+=probe_callbacks.SignalAt"]  # 1 val batch: a stop signal is then handled after validation
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     never = ["--trainer.callbacks.step", "-1"]
     assert fit(*common, *never, "--run_dir", str(straight)) == 0
@@ -389,8 +389,8 @@ def test_cli_resume_is_exact(tiny, tmp_path, capsys):
     assert fit(*common, *never, "--run_dir", str(straight), "--ckpt_path", "last", "--trainer.max_epochs", "3",
                "--data.train_file", str(latin1)) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"paradis: error: {latin1} is not UTF-8 text (byte 0xe9 at position 14); save it as UTF-8 "
-        "(e.g. `iconv -f latin1 -t utf-8`) and pass that file."
+        f"paradis: error: {latin1} is not UTF-8 text (byte 0xe9 at offset 14); save it as UTF-8 "
+        "(e.g. `iconv -f latin1 -t utf-8 latin1.csv > utf8_latin1.csv`) and pass that file."
     )
     assert {p: p.read_bytes() for p in straight.rglob("*") if p.is_file()} == before
 
