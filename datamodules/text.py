@@ -146,7 +146,7 @@ class TextDataModule(LightningDataModule):
 
     def _pad_multiple(self) -> Optional[int]:
         """8 on CUDA (few shapes, tensor-core friendly); none on CPU, where each padded token costs time
-        (+13 % tokens on the bundled reviews, mean 27 tokens: BENCHMARKS.md)."""
+        (+12.7 % tokens over a length-grouped epoch of the bundled reviews: BENCHMARKS.md)."""
         if self.hparams.pad_to_multiple_of is not None:
             return self.hparams.pad_to_multiple_of or None
         on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
