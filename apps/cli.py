@@ -23,25 +23,22 @@ import ast
 import gc
 import os
 import re
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from callbacks.checkpointing import AtomicCheckpointIO, CheckpointNotWritten, RunCheckpoint
-from callbacks.divergence import Diverged, DivergenceGuard
-from callbacks.resume import ExactResume
+from callbacks.checkpointing import AtomicCheckpointIO, CheckpointNotWritten
+from callbacks.divergence import Diverged
 from callbacks.speed import EpochStats
-from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard
-from paradis.checkpoint import check_class, progress, qualified_name, read_checkpoint
+from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard, check_budget_left, exit_stopped, reliability_callbacks
+from paradis.checkpoint import check_class, qualified_name, read_checkpoint
 from paradis.quiet import silence_library_noise
 from paradis.runtime import skip_nvml_probe_without_gpu
 
@@ -148,7 +145,8 @@ class ParadisCLI(LightningCLI):
         run_dir = self.run_dir
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_config.get("callbacks") or [])
-        callbacks += self.reliability_callbacks(callbacks, run_dir)
+        intervals = self.config[self.subcommand].get("checkpoint") or {}
+        callbacks += reliability_callbacks(callbacks, run_dir, self.model, intervals)
         if not any(isinstance(c, EpochStats) for c in callbacks):
             callbacks.append(EpochStats())
         kwargs["callbacks"] = callbacks
@@ -167,30 +165,6 @@ class ParadisCLI(LightningCLI):
         if trainer_config.get("default_root_dir") in (None, os.getcwd()):
             kwargs["default_root_dir"] = str(run_dir)
         return super().instantiate_trainer(**kwargs)
-
-    def reliability_callbacks(self, callbacks: list, run_dir: Path) -> list:
-        """best.ckpt + last.ckpt (the run's latest state, refreshed every N minutes / M steps) and exact resume."""
-        added: list = []
-        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            intervals = self.config[self.subcommand].get("checkpoint") or {}
-            added.append(
-                RunCheckpoint(
-                    dirpath=run_dir / CHECKPOINT_DIR,
-                    filename="best",
-                    monitor=getattr(self.model, "monitor", None),
-                    mode=getattr(self.model, "monitor_mode", "min"),
-                    save_top_k=1,
-                    save_last=True,
-                    auto_insert_metric_name=False,
-                    enable_version_counter=False,
-                    every_n_minutes=intervals.get("every_n_minutes"),
-                    every_n_steps=intervals.get("every_n_steps") or 0,
-                )
-            )
-        for kind in (ExactResume, DivergenceGuard):
-            if not any(isinstance(c, kind) for c in callbacks):
-                added.append(kind())
-        return added
 
     # -- checkpoint rules ---------------------------------------------------------------------
     def _parse_ckpt_path(self) -> None:
@@ -224,7 +198,7 @@ class ParadisCLI(LightningCLI):
                     )
                 ckpt_path = str(last)
             if Path(ckpt_path).is_file():
-                self._check_budget_left(ckpt_path)
+                check_budget_left(ckpt_path, self.trainer)
         else:
             if ckpt_path in (None, "best"):
                 ckpt_path = str(best if best.exists() else last)
@@ -238,28 +212,6 @@ class ParadisCLI(LightningCLI):
         self._check_checkpoint_matches_model(ckpt_path)
         return ckpt_path
 
-    def exit_stopped(self) -> None:
-        """SIGTERM (or Ctrl-C, which RunCheckpoint turns into the same stop) ended `fit` at a batch boundary:
-        say where last.ckpt is and exit with 128 + the signal number, as a shell does."""
-        checkpoint = next((c for c in self.trainer.callbacks if isinstance(c, RunCheckpoint)), None)
-        reason = (checkpoint.stop_reason if checkpoint else None) or "SIGTERM"
-        if self.trainer.is_global_zero:
-            where = f"{checkpoint.last_path} holds it" if checkpoint else "no last.ckpt is written by this config"
-            print(f"paradis: stopped by {reason} at epoch {self.trainer.current_epoch}, step {self.trainer.global_step}; "
-                  f"{where}: resume with `--ckpt_path last`.", file=sys.stderr)
-        sys.exit(128 + (signal.SIGINT if reason == "Ctrl-C" else signal.SIGTERM))
-
-    def _check_budget_left(self, ckpt_path: str) -> None:
-        """Resuming a run that already reached this --trainer.max_epochs / max_steps would train nothing."""
-        epochs, steps = progress(read_checkpoint(ckpt_path, mmap=True))
-        max_epochs, max_steps = self.trainer.max_epochs, self.trainer.max_steps
-        if max_steps is not None and max_steps != -1 and steps >= max_steps:
-            raise ValueError(f"{ckpt_path} has already reached step {steps} and --trainer.max_steps is {max_steps}; "
-                             f"pass a larger --trainer.max_steps (e.g. {steps + max(1, steps)}) to train on.")
-        if max_epochs is not None and max_epochs != -1 and epochs >= max_epochs:
-            raise ValueError(f"{ckpt_path} has already trained {epochs} epoch(s) and --trainer.max_epochs is "
-                             f"{max_epochs}; pass a larger --trainer.max_epochs (e.g. {epochs + 1}) to train on.")
-
     def _check_checkpoint_matches_model(self, ckpt_path: str) -> None:
         check_class(read_checkpoint(ckpt_path), ckpt_path, [qualified_name(type(self.model))],
                     hint="use the config the checkpoint was trained with.")
@@ -270,7 +222,7 @@ class ParadisCLI(LightningCLI):
         try:
             super()._run_subcommand(subcommand)
         except SIGTERMException:
-            self.exit_stopped()
+            exit_stopped(self.trainer)
         except USER_ERRORS:
             started = any(getattr(c, "started", False) for c in self.trainer.callbacks)
             if guard is not None and not started and self.trainer.is_global_zero:

@@ -1,10 +1,23 @@
-"""The run folder's safety rules for `paradis fit` (used by apps/cli.py): it must be writable before anything
-starts, and a run that fails before its first training step leaves the folder as it found it."""
+"""The run folder's safety rules for `paradis fit` (used by apps/cli.py): the checkpointing, resume and
+divergence callbacks every run gets; the folder must be writable before anything starts; a run that fails
+before its first training step leaves the folder as it found it; a resume must have budget left; a run
+stopped by SIGTERM / Ctrl-C says where its last state is."""
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from callbacks.checkpointing import RunCheckpoint
+from callbacks.divergence import DivergenceGuard
+from callbacks.resume import ExactResume
+from paradis.checkpoint import progress, read_checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -50,3 +63,44 @@ class RunFolderGuard:
                 self.folder.rmdir()
             except OSError:
                 pass
+
+
+def reliability_callbacks(callbacks: list, run_dir: Path, model: Any, intervals: dict) -> list:
+    """best.ckpt + last.ckpt (the run's latest state, refreshed every N minutes / M steps), exact resume and
+    the divergence guard, unless the config already has its own."""
+    added: list = []
+    if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        added.append(RunCheckpoint(
+            dirpath=run_dir / CHECKPOINT_DIR, filename="best", monitor=getattr(model, "monitor", None),
+            mode=getattr(model, "monitor_mode", "min"), save_top_k=1, save_last=True, auto_insert_metric_name=False,
+            enable_version_counter=False, every_n_minutes=intervals.get("every_n_minutes"),
+            every_n_steps=intervals.get("every_n_steps") or 0,
+        ))
+    for kind in (ExactResume, DivergenceGuard):
+        if not any(isinstance(c, kind) for c in callbacks):
+            added.append(kind())
+    return added
+
+
+def check_budget_left(ckpt_path: str, trainer: Trainer) -> None:
+    """Resuming a run that already reached this --trainer.max_epochs / max_steps would train nothing."""
+    epochs, steps = progress(read_checkpoint(ckpt_path, mmap=True))
+    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+    if max_steps is not None and max_steps != -1 and steps >= max_steps:
+        raise ValueError(f"{ckpt_path} has already reached step {steps} and --trainer.max_steps is {max_steps}; "
+                         f"pass a larger --trainer.max_steps (e.g. {steps + max(1, steps)}) to train on.")
+    if max_epochs is not None and max_epochs != -1 and epochs >= max_epochs:
+        raise ValueError(f"{ckpt_path} has already trained {epochs} epoch(s) and --trainer.max_epochs is "
+                         f"{max_epochs}; pass a larger --trainer.max_epochs (e.g. {epochs + 1}) to train on.")
+
+
+def exit_stopped(trainer: Trainer) -> None:
+    """SIGTERM or Ctrl-C ended `fit` (RunCheckpoint saved first): say where last.ckpt is and exit with 128 + the
+    signal number, as a shell does."""
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, RunCheckpoint)), None)
+    reason = (checkpoint.stop_reason if checkpoint else None) or "SIGTERM"
+    if trainer.is_global_zero:
+        where = f"{checkpoint.last_path} holds it" if checkpoint else "no last.ckpt is written by this config"
+        print(f"paradis: stopped by {reason} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+              f"{where}: resume with `--ckpt_path last`.", file=sys.stderr)
+    sys.exit(128 + (signal.SIGINT if reason == "Ctrl-C" else signal.SIGTERM))

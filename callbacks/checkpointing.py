@@ -18,8 +18,9 @@ What `RunCheckpoint` adds (still `ModelCheckpoint` for `best.ckpt` and the epoch
   * `last.ckpt` when training ends (`on_train_end`), and on SIGTERM, Ctrl-C or another exception
     (`on_exception`), unless it already holds this step; an exception in the middle of an optimizer step or of
     validation (EMA weights swapped in) saves nothing, as that state is not one a run can continue from;
-  * the first Ctrl-C is turned into Lightning's SIGTERM stop (the batch finishes, every rank stops at the
-    same batch, `last.ckpt` is written); a second Ctrl-C stops at once;
+  * SIGTERM and the first Ctrl-C are held until the current training batch ends: `last.ckpt` is written there
+    (never in the middle of a validation, whose EMA weights are swapped in), every rank agreeing on the batch,
+    and then Lightning's own SIGTERM stop ends the run; a second Ctrl-C stops at once;
   * no checkpoint with a non-finite weight is ever written (`callbacks.divergence` stops such runs first).
 `AtomicCheckpointIO` writes a checkpoint to a temporary file next to the target, fsyncs it and renames it over
 the target: a reader sees the previous file or the new one, never a partial one.
@@ -113,36 +114,73 @@ class RunCheckpoint(ModelCheckpoint):
         self._step_at_batch_start = -1
         self._unsafe = False  # between an optimizer step and the end of its batch
         self._stop_signal: Optional[str] = None
-        self._previous_sigint: Any = None
+        self._stop_after: Optional[str] = None  # "batch", "validation" or "epoch": where a requested stop happens
+        self._previous_handlers: dict = {}
         self._training = False  # between on_train_start and on_train_end: an exception then saves last.ckpt
         self.started = False  # training began (the run folder now holds this run's files)
 
-    # -- Ctrl-C: stop at the next batch boundary, like SIGTERM ----------------------------------------------
+    # -- SIGTERM and Ctrl-C: save at the next batch end, then Lightning's own stop --------------------------
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._last_write = time.monotonic()
         self._stop_signal, self._training, self.started = None, True, True
         if threading.current_thread() is threading.main_thread():
-            self._previous_sigint = signal.signal(signal.SIGINT, self._make_sigint_handler(trainer))
+            self._previous_handlers = {s: signal.signal(s, self._make_handler(trainer, s))
+                                       for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def _make_sigint_handler(self, trainer: Trainer):
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop_signal is not None:  # second Ctrl-C: stop now
+    def _make_handler(self, trainer: Trainer, signum: int):
+        def handler(received: int, frame: Any) -> None:
+            if self._stop_signal is None:  # stop after the current training batch (see on_train_batch_end)
+                self._stop_signal = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+            elif signum == signal.SIGINT:  # a second Ctrl-C: stop now
                 raise KeyboardInterrupt
-            self._stop_signal = "Ctrl-C"
-            trainer._signal_connector.received_sigterm = True  # Lightning's own stop at the next batch boundary
+            else:  # a second SIGTERM: Lightning's stop, at the next batch boundary, even inside validation
+                trainer._signal_connector.received_sigterm = True
 
         return handler
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self._previous_sigint is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._previous_sigint)
-            self._previous_sigint = None
+        if threading.current_thread() is threading.main_thread():
+            for signum, previous in self._previous_handlers.items():
+                signal.signal(signum, previous)
+        self._previous_handlers = {}
 
     @property
     def stop_reason(self) -> Optional[str]:
-        """'Ctrl-C' when the run was stopped by Ctrl-C (SIGTERMException then comes from it), else None."""
+        """'Ctrl-C' or 'SIGTERM' once the run was asked to stop by one, else None."""
         return self._stop_signal
+
+    @staticmethod
+    def _stop_point(trainer: Trainer) -> str:
+        """Where to stop so the saved state is one Lightning resumes exactly: after the validation that follows
+        this batch, after the epoch end when this is its last batch, else right after this batch.
+        (Lightning 2.6: `_should_check_val_fx` is what the epoch loop itself asks after each batch.)"""
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
+            return "validation"
+        return "epoch" if epoch_loop.batch_progress.is_last_batch else "batch"
+
+    def _stop_now(self, trainer: Trainer, point: str) -> None:
+        if self._stop_after == point:
+            self.write_last(trainer)
+            trainer._signal_connector.received_sigterm = True
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking:
+            self._stop_now(trainer, "validation")
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._stop_now(trainer, "epoch")
+
+    def _stop_requested(self, trainer: Trainer) -> bool:
+        """Any rank received SIGTERM / Ctrl-C (under DDP one all-reduce per batch, so all stop at the same batch)."""
+        stop = self._stop_signal is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+            self._stop_signal = self._stop_signal or ("SIGTERM" if stop else None)
+        return stop
 
     # -- mid-epoch refreshes ----------------------------------------------------------------------------------
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
@@ -155,7 +193,16 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         self._unsafe = False
         stepped = trainer.global_step != self._step_at_batch_start  # not in the middle of gradient accumulation
-        if not stepped or self._should_skip_saving_checkpoint(trainer):
+        if not stepped:
+            return
+        if self._stop_requested(trainer):  # save this state, then let Lightning stop every rank
+            if self._last_step_in_last != trainer.global_step:
+                self.write_last(trainer)
+            self._stop_after = self._stop_point(trainer)
+            if self._stop_after == "batch":
+                trainer._signal_connector.received_sigterm = True
+            return
+        if self._should_skip_saving_checkpoint(trainer):
             return
         late = self.every_n_minutes and time.monotonic() - self._last_write >= 60 * self.every_n_minutes
         if self.every_n_minutes:

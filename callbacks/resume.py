@@ -3,17 +3,14 @@
 A Lightning 2.6 checkpoint holds the weights, optimizer and scheduler states, loop progress and the state of
 stateful training loaders (`CombinedLoader._state_dicts`), but:
   * no RNG state (torch, CUDA, numpy, python): DDPM noise and timesteps, dropout and augmentation would differ;
-  * the loader state is taken when the checkpoint is written: after an exception in the middle of a batch the
-    loader has already handed that batch out, while the loops will run it again;
   * the loader state is dropped when `configure_optimizers` reads `trainer.estimated_stepping_batches`
     (the train loader is then built before the checkpoint is restored, Lightning issue #20550).
 `ExactResume` stores, in every checkpoint written during `fit`, the RNG states of every rank and the training
-loaders' states with `position` set to the batches the loops have processed, and gives both back at
-`on_train_start` (after the sanity check, before the first batch). A loader (or a `DataLoader`'s
-`batch_sampler` / `sampler`) takes part when it has `state_dict()` / `load_state_dict()`. A state's `position`
-key, if it has one, counts what that object handed out in the current epoch (batches for a loader or a batch
-sampler, samples for a sampler: `datamodules.tensor_batches.TensorBatches` is the example); it is rewritten
-to what the loops have processed.
+loaders' states, and gives both back at `on_train_start` (after the sanity check, before the first batch is
+drawn: loaders that read their state when iteration starts, like `datamodules.tensor_batches.TensorBatches`,
+then go on from there). A loader (or a `DataLoader`'s `batch_sampler` / `sampler`) takes part when it has
+`state_dict()` / `load_state_dict()`. Lightning draws a sized loader's batches one at a time (no look-ahead),
+so at a batch boundary a loader's own count is the count the loops trained on.
 """
 
 from __future__ import annotations
@@ -22,26 +19,38 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 KEY = "paradis_resume"
 
 
-def stateful_part(loader: Any) -> Optional[tuple[Any, int]]:
-    """(the object holding a training loader's position, items it hands out per batch): the loader itself or
-    its batch sampler (1 batch), or its sampler (`batch_size` samples)."""
-    candidates = ((loader, 1), (getattr(loader, "batch_sampler", None), 1),
-                  (getattr(loader, "sampler", None), getattr(loader, "batch_size", None) or 1))
-    for candidate, per_batch in candidates:
+def stateful_part(loader: Any) -> Optional[Any]:
+    """The object holding a training loader's position: the loader itself, or its batch sampler or sampler."""
+    for candidate in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
         if callable(getattr(candidate, "state_dict", None)) and callable(getattr(candidate, "load_state_dict", None)):
-            return candidate, per_batch
+            return candidate
     return None
 
 
-def train_loaders(trainer: Trainer) -> list[tuple[Any, int]]:
+def train_loaders(trainer: Trainer) -> list[Any]:
     combined = trainer.fit_loop._combined_loader
     return [] if combined is None else [part for loader in combined.flattened if (part := stateful_part(loader))]
+
+
+def loader_generators(trainer: Trainer) -> list[torch.Generator]:
+    """The generators the training DataLoaders draw their iterator's base seed from. A DataLoader without one
+    draws it from the global RNG each time its iterator is created, which a run resumed mid-epoch does once
+    more than an uninterrupted run: such loaders get their own generator (seeded from the run's seed)."""
+    combined = trainer.fit_loop._combined_loader
+    generators = []
+    for loader in [] if combined is None else combined.flattened:
+        if isinstance(loader, DataLoader):
+            if loader.generator is None:
+                loader.generator = torch.Generator().manual_seed(torch.initial_seed())
+            generators.append(loader.generator)
+    return generators
 
 
 def rng_states() -> dict[str, Any]:
@@ -74,25 +83,23 @@ class ExactResume(Callback):
             torch.distributed.all_gather_object(ranks, rng)
         else:
             ranks = [rng]
-        processed = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        loaders = []
-        for part, per_batch in train_loaders(trainer):
-            state = dict(part.state_dict())
-            if "position" in state:  # what the loops will count as done, not what was fetched
-                state["position"] = processed * per_batch
-            loaders.append(state)
-        checkpoint[KEY] = {"rng": ranks, "loaders": loaders}
+        checkpoint[KEY] = {"rng": ranks, "loaders": [part.state_dict() for part in train_loaders(trainer)],
+                           "loader_generators": [g.get_state() for g in loader_generators(trainer)]}
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         self._pending = checkpoint.get(KEY)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pending, self._pending = self._pending, None
+        generators = loader_generators(trainer)
         if not pending:
             return
+        if len(generators) == len(pending.get("loader_generators", [])):
+            for generator, state in zip(generators, pending["loader_generators"]):
+                generator.set_state(state)
         ranks = pending["rng"]
         set_rng_states(ranks[trainer.global_rank] if len(ranks) == trainer.world_size else ranks[0])
         parts = train_loaders(trainer)
         if len(parts) == len(pending["loaders"]):
-            for (part, _), state in zip(parts, pending["loaders"]):
+            for part, state in zip(parts, pending["loaders"]):
                 part.load_state_dict(state)

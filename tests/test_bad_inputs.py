@@ -103,16 +103,10 @@ def test_image_folder_without_a_readable_image(tmp_path, capsys):
     before = snapshot(run)
     assert fit(*DDPM, "--run_dir", str(run), "--data", "datamodules.images.ImageFolderDataModule",
                "--data.data_dir", str(images), "--data.image_size", "32", "--data.channels", "1") == 2
-    assert last_error(capsys) == f"paradis: error: No readable image in {images}; put JPEG/PNG/WebP/BMP images there."
+    assert last_error(capsys).startswith(f"paradis: error: No readable image in {images}")
     assert snapshot(run) == before
 
 
-def _text_reader_names_the_encoding() -> bool:
-    return "is not UTF-8 text" in (Path(__file__).parents[1] / "datamodules" / "text.py").read_text()
-
-
-@pytest.mark.xfail(not _text_reader_names_the_encoding(), reason="the text data reader (text helper) does not use "
-                   "paradis.textfile yet", strict=True)
 def test_data_file_that_is_not_text(tmp_path, capsys):
     from text_fixtures import make_tiny_distilbert
 

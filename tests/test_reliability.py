@@ -20,7 +20,7 @@ def fit_cli(*args: str) -> ParadisCLI:
         return ParadisCLI(args=["fit", *args])
 
 
-@pytest.mark.parametrize("way, args", [
+STOP_WAYS = [  # (way of stopping, arguments): also the rows of BENCHMARKS.md (benchmarks/reliability.py)
     ("max_epochs, validation twice an epoch", ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5",
                                              "--trainer.val_check_interval", "0.5"]),
     ("max_steps mid-epoch", ["--trainer.max_steps", "6"]),
@@ -29,7 +29,10 @@ def fit_cli(*args: str) -> ParadisCLI:
     ("early stopping", ["--trainer.max_epochs", "5", "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
                         "--trainer.callbacks.monitor", "val/acc", "--trainer.callbacks.mode", "max",
                         "--trainer.callbacks.patience", "0", "--trainer.callbacks.min_delta", "1.0"]),
-])
+]
+
+
+@pytest.mark.parametrize("way, args", STOP_WAYS)
 def test_last_checkpoint_is_where_training_stopped(tmp_path, way, args):
     cli = fit_cli(*MNIST, "--run_dir", str(tmp_path), *args)
     last = ckpt(tmp_path / "checkpoints" / "last.ckpt")

@@ -80,3 +80,17 @@ def test_ddpm_resume_is_exact_with_ema(tmp_path):
     assert_same_run(straight, resumed)
     last = ckpt(resumed / "checkpoints" / "last.ckpt")
     assert "current_model_state" in last and differences(last["state_dict"], last["current_model_state"])  # EMA != raw
+
+
+def test_text_resume_is_exact(tmp_path):
+    """LoRA with dropout, length-grouped batches, warm-up: SIGTERM in the middle of epoch 1, then resumed."""
+    from text_fixtures import make_tiny_distilbert
+
+    text = ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path",
+            str(make_tiny_distilbert(tmp_path / "tiny")), "--data.data_dir", str(tmp_path / "data"),
+            "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert fit(*text, "--run_dir", str(straight)) == 0
+    assert fit(*text, "--run_dir", str(resumed), *stop_at(6)) == 143
+    assert fit(*text, "--run_dir", str(resumed), "--ckpt_path", "last") == 0
+    assert_same_run(straight, resumed)
