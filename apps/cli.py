@@ -19,19 +19,25 @@ and exit code 2 (set PARADIS_DEBUG=1 for the traceback).
 
 from __future__ import annotations
 
-import ast
 import gc
 import os
-import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from callbacks.checkpointing import AtomicCheckpointIO, RunCheckpoint
+from callbacks.divergence import Diverged, DivergenceGuard
+from callbacks.resume import ExactResume
+from apps.cli_parser import ParadisParser, requested_subcommand
 from callbacks.speed import EpochStats
 from paradis.checkpoint import check_class, qualified_name, read_checkpoint
 from paradis.quiet import silence_library_noise
@@ -55,31 +61,6 @@ class FitConfigSaver(SaveConfigCallback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
             super().setup(trainer, pl_module, stage)
-
-
-# jsonargparse's error for a value outside a module's `typing.Literal` choices, turned into the one sentence
-# the modules' own checks give ("Unknown activation 'swishy'; choose one of: relu, tanh, ...").
-# A nested parser's error reaches the outer one wrapped in a "Does not validate against any of the Union
-# subtypes" report; the sentence is found in it again there.
-LITERAL_ERROR = re.compile(r'Parser key "(\w+)":\s*Expected a typing\.Literal(\[.*?\])\. Got value: (\S+)')
-CHOICE_SENTENCE = re.compile(r"Unknown \w+ '[^']*'; choose one of: [^\n]*\.")
-
-
-class ParadisParser(LightningArgumentParser):
-    def error(self, message: str, ex: Optional[Exception] = None):
-        match = LITERAL_ERROR.search(message)
-        if match:
-            key, choices, value = match.group(1), ast.literal_eval(match.group(2)), match.group(3)
-            message = f"Unknown {key} '{value}'; choose one of: {', '.join(map(str, choices))}."
-        sentence = CHOICE_SENTENCE.search(message)
-        if sentence:
-            raise ValueError(sentence.group(0))
-        super().error(message, ex)
-
-
-def requested_subcommand(args: Optional[list[str]], names) -> Optional[str]:
-    """The first argument that names a subcommand (None for `paradis --help` and the like)."""
-    return next((arg for arg in (sys.argv[1:] if args is None else args) if arg in names), None)
 
 
 class ParadisCLI(LightningCLI):
@@ -112,6 +93,24 @@ class ParadisCLI(LightningCLI):
             default=None,
             help="Run folder for config.yaml, checkpoints and TensorBoard events (default: runs/<config name>).",
         )
+        self.add_checkpoint_arguments(parser)
+        self.link_model_and_data(parser)
+
+    @staticmethod
+    def add_checkpoint_arguments(parser) -> None:
+        parser.add_argument("--checkpoint.every_n_minutes", type=Optional[float], default=30.0,
+                            help="Refresh last.ckpt during an epoch after this many minutes of training (0: never).")
+        parser.add_argument("--checkpoint.every_n_steps", type=int, default=0,
+                            help="Refresh last.ckpt during an epoch every this many optimizer steps (0: never).")
+
+    @staticmethod
+    def link_model_and_data(parser) -> None:
+        """The text task's wiring, explicit: the data module tokenises with the model's tokenizer and max length,
+        and the model's head is sized from the data's class names. A link whose source the config's classes
+        lack (MNIST, DDPM) is skipped by jsonargparse."""
+        parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
+        parser.link_arguments("model.init_args.max_length", "data.init_args.max_length")
+        parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
 
     # -- run folder ---------------------------------------------------------------------------
     @property
@@ -123,23 +122,14 @@ class ParadisCLI(LightningCLI):
         run_dir = self.run_dir
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_config.get("callbacks") or [])
-        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            monitor = getattr(self.model, "monitor", None)
-            callbacks.append(
-                ModelCheckpoint(
-                    dirpath=run_dir / CHECKPOINT_DIR,
-                    filename="best",
-                    monitor=monitor,
-                    mode=getattr(self.model, "monitor_mode", "min"),
-                    save_top_k=1,
-                    save_last=True,
-                    auto_insert_metric_name=False,
-                    enable_version_counter=False,
-                )
-            )
+        callbacks += self.reliability_callbacks(callbacks, run_dir)
         if not any(isinstance(c, EpochStats) for c in callbacks):
             callbacks.append(EpochStats())
         kwargs["callbacks"] = callbacks
+        plugins = trainer_config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            kwargs["plugins"] = plugins + [AtomicCheckpointIO()]
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = TensorBoardLogger(
                 save_dir=str(run_dir),
@@ -151,6 +141,30 @@ class ParadisCLI(LightningCLI):
         if trainer_config.get("default_root_dir") in (None, os.getcwd()):
             kwargs["default_root_dir"] = str(run_dir)
         return super().instantiate_trainer(**kwargs)
+
+    def reliability_callbacks(self, callbacks: list, run_dir: Path) -> list:
+        """best.ckpt + last.ckpt (the run's latest state, refreshed every N minutes / M steps) and exact resume."""
+        added: list = []
+        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            intervals = self.config[self.subcommand].get("checkpoint") or {}
+            added.append(
+                RunCheckpoint(
+                    dirpath=run_dir / CHECKPOINT_DIR,
+                    filename="best",
+                    monitor=getattr(self.model, "monitor", None),
+                    mode=getattr(self.model, "monitor_mode", "min"),
+                    save_top_k=1,
+                    save_last=True,
+                    auto_insert_metric_name=False,
+                    enable_version_counter=False,
+                    every_n_minutes=intervals.get("every_n_minutes"),
+                    every_n_steps=intervals.get("every_n_steps") or 0,
+                )
+            )
+        for kind in (ExactResume, DivergenceGuard):
+            if not any(isinstance(c, kind) for c in callbacks):
+                added.append(kind())
+        return added
 
     # -- checkpoint rules ---------------------------------------------------------------------
     def _parse_ckpt_path(self) -> None:
@@ -196,13 +210,27 @@ class ParadisCLI(LightningCLI):
         self._check_checkpoint_matches_model(ckpt_path)
         return ckpt_path
 
+    def exit_stopped(self) -> None:
+        """SIGTERM (or Ctrl-C, which RunCheckpoint turns into the same stop) ended `fit` at a batch boundary:
+        say where last.ckpt is and exit with 128 + the signal number, as a shell does."""
+        checkpoint = next((c for c in self.trainer.callbacks if isinstance(c, RunCheckpoint)), None)
+        reason = (checkpoint.stop_reason if checkpoint else None) or "SIGTERM"
+        if self.trainer.is_global_zero:
+            where = f"{checkpoint.last_path} holds it" if checkpoint else "no last.ckpt is written by this config"
+            print(f"paradis: stopped by {reason} at epoch {self.trainer.current_epoch}, step {self.trainer.global_step}; "
+                  f"{where}: resume with `--ckpt_path last`.", file=sys.stderr)
+        sys.exit(128 + (signal.SIGINT if reason == "Ctrl-C" else signal.SIGTERM))
+
     def _check_checkpoint_matches_model(self, ckpt_path: str) -> None:
         check_class(read_checkpoint(ckpt_path), ckpt_path, [qualified_name(type(self.model))],
                     hint="use the config the checkpoint was trained with.")
 
     def _run_subcommand(self, subcommand: str) -> None:
         self.config_init[subcommand]["ckpt_path"] = self._resolve_ckpt_path()
-        super()._run_subcommand(subcommand)
+        try:
+            super()._run_subcommand(subcommand)
+        except SIGTERMException:
+            self.exit_stopped()
         if subcommand == "fit" and self.trainer.is_global_zero:
             print(
                 f"\nRun folder: {self.run_dir}\n"
@@ -238,6 +266,12 @@ def main(args: Optional[list[str]] = None) -> None:
             raise
         print(f"paradis: error: {user_error_message(err)}", file=sys.stderr)
         sys.exit(2)
+    except Diverged as err:  # the weights stay finite; last.ckpt holds them
+        if os.environ.get("PARADIS_DEBUG"):
+            raise
+        if rank_zero_only.rank == 0:
+            print(f"paradis: error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

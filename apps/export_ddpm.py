@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Optional
 
 from apps.cli import USER_ERRORS
-from lightning_modules.ddpm import DDPM, export_pipeline
+from lightning_modules.ddpm import DDPM
+from lightning_modules.unet import export_pipeline
 from paradis.checkpoint import check_class, qualified_name, read_checkpoint
 
 

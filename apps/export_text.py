@@ -16,11 +16,19 @@ import sys
 from pathlib import Path
 
 from lightning_modules.text import TextClassifier
+from paradis.checkpoint import check_class, qualified_name, read_checkpoint
+
+
+def load_classifier(ckpt: str | Path) -> TextClassifier:
+    """A trained classifier from a small .ckpt: the file and its class are checked first (one sentence if wrong),
+    then Lightning's `load_from_checkpoint` rebuilds the base model and loads the trained tensors."""
+    check_class(read_checkpoint(ckpt), ckpt, [qualified_name(TextClassifier)], hint="pass a .ckpt from a text run.")
+    return TextClassifier.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
 
 
 def export(ckpt: str | Path, out: str | Path, merged: bool = False) -> dict[str, Path]:
     """Write the adapter (and the merged model); returns {"adapter": dir, "merged": dir} for what was written."""
-    module = TextClassifier.from_checkpoint(str(ckpt))
+    module = load_classifier(ckpt)
     out = Path(out)
     written: dict[str, Path] = {}
     if module.hparams.peft_method == "full":

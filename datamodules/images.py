@@ -1,134 +1,67 @@
 """Images for the DDPM generator: a folder of photos, or the bundled cat silhouettes.
 
 Both data modules hold the whole (small) dataset as one uint8 tensor `[N, C, H, W]`
-and slice batches from it (`TensorBatches`); the float conversion to [-1, 1] and
-the random horizontal flip run on the batch, on the training device
-(`on_after_batch_transfer`). A folder too large for `max_memory_mb` is read
-lazily instead, by a `DataLoader` with workers.
+and slice batches from it (`TensorBatches`, resumable and sharded per rank). On CUDA
+that tensor moves to the GPU once (`data_on_device`), so a batch is one index on the
+GPU. The float conversion to [-1, 1], the random horizontal flip and the random crop
+(when images are loaded larger than `image_size`, `load_size`) run on the batch, on
+the training device (`on_after_batch_transfer`). A folder too large for
+`max_memory_mb` is read lazily instead, by a `DataLoader` with workers and pinned memory.
 
 Batches: `(uint8 images,)` from the loaders -> float images in [-1, 1] in the
 module. `predict` batches are per-image seeds (`seed + index`) for `DDPM.predict_step`.
+Reading files: datamodules/image_folder.py.
 """
 
 from __future__ import annotations
 
-import gzip
-import pickle
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Any, Literal, Optional
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from PIL import Image, ImageOps
+from lightning.pytorch.utilities import rank_zero_info
 
+from datamodules.image_folder import checked_files, lazy_folder, load_folder, load_silhouettes
 from datamodules.tensor_batches import TensorBatches
-from paradis.bundled import bundled_path
 from paradis.images import denormalize, normalize  # noqa: F401  (re-exported for callers of this module)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-CAT_LABEL = 2  # animal-mnist: label 2 = cat
+
+def crop(images: torch.Tensor, size: int, random: bool) -> torch.Tensor:
+    """`size` x `size` crops of `[B, C, H, W]`: one random offset per image (`random`), else the centre."""
+    height, width = images.shape[-2:]
+    if (height, width) == (size, size):
+        return images
+    if not random:
+        top, left = (height - size) // 2, (width - size) // 2
+        return images[..., top : top + size, left : left + size]
+    n, device = len(images), images.device
+    top = torch.randint(0, height - size + 1, (n, 1), device=device) + torch.arange(size, device=device)
+    left = torch.randint(0, width - size + 1, (n, 1), device=device) + torch.arange(size, device=device)
+    rows = top[:, None, :, None].expand(n, images.shape[1], size, width)
+    images = images.gather(2, rows)
+    cols = left[:, None, None, :].expand(n, images.shape[1], size, size)
+    return images.gather(3, cols)
 
 
-def load_image(path: Path, size: int, channels: int) -> torch.Tensor:
-    """One file -> uint8 `[channels, size, size]`: EXIF-rotated, RGB (or grey), shorter side resized to
-    `size` and centre-cropped. Raises OSError / UnidentifiedImageError for unreadable files."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB" if channels == 3 else "L")
-        image = ImageOps.fit(image, (size, size), Image.BICUBIC)  # resize + centre crop
-    array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.reshape(size, size, -1).copy()).permute(2, 0, 1)
-
-
-def list_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(image files, other files) under `folder`, recursively, sorted; hidden files are ignored."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts))
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
-
-
-def _try_load(path: Path, size: int, channels: int) -> Optional[torch.Tensor]:
-    try:
-        return load_image(path, size, channels)
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-
-
-def load_folder(folder: str | Path, size: int, channels: int = 3, workers: int = 4) -> tuple[torch.Tensor, list[Path]]:
-    """Every readable image under `folder` as one uint8 tensor `[N, C, size, size]`, and their paths.
-
-    Unreadable and non-image files are skipped with one warning that counts them; a folder without any
-    readable image is an error."""
-    folder = Path(folder)
-    files, others = _checked_files(folder)
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes outside the GIL
-        loaded = list(pool.map(lambda p: _try_load(p, size, channels), files))
-    good = [(p, x) for p, x in zip(files, loaded) if x is not None]
-    bad = others + [p for p, x in zip(files, loaded) if x is None]
-    _warn_skipped(folder, bad)
-    if not good:
-        raise FileNotFoundError(f"No readable image in {folder}; put JPEG/PNG/WebP/BMP images there.")
-    return torch.stack([x for _, x in good]), [p for p, _ in good]
-
-
-def _checked_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"Image folder {folder} does not exist; point --data.data_dir at a folder of JPEG/PNG/WebP/BMP images."
-        )
-    files, others = list_files(folder)
-    if not files:
-        raise FileNotFoundError(f"Image folder {folder} holds no JPEG/PNG/WebP/BMP images; add images there.")
-    return files, others
-
-
-def _warn_skipped(folder: Path, bad: list[Path]) -> None:
-    if bad:
-        examples = ", ".join(str(p.relative_to(folder)) for p in bad[:3])
-        rank_zero_warn(f"Skipped {len(bad)} unreadable or non-image file(s) in {folder} (e.g. {examples}).")
-
-
-class ImageFiles(torch.utils.data.Dataset):
-    """Lazy reading for folders too large to hold in memory: one uint8 image per item."""
-
-    def __init__(self, files: list[Path], size: int, channels: int) -> None:
-        self.files, self.size, self.channels = files, size, channels
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return load_image(self.files[index], self.size, self.channels)
-
-
-def load_silhouettes() -> torch.Tensor:
-    """The 1,000 animal-mnist cat silhouettes (label 2) as uint8 `[1000, 1, 28, 28]`."""
-    with gzip.open(bundled_path("animal_mnist_data"), "rb") as f:
-        data = pickle.load(f, encoding="latin1")
-    with gzip.open(bundled_path("animal_mnist_labels"), "rb") as f:
-        labels = pickle.load(f, encoding="latin1")
-    data, labels = np.asarray(data), np.asarray(labels).reshape(-1)
-    cats = data[labels == CAT_LABEL].reshape(-1, 1, 28, 28)
-    return torch.from_numpy(np.ascontiguousarray(cats, dtype=np.uint8))
-
-
-# -- data modules -----------------------------------------------------------------------------------
 class _GeneratorData(LightningDataModule):
-    """Shared parts: seeded train/val split, in-memory batches, [-1, 1] + flip on the device, predict seeds.
+    """Shared parts: seeded train/val split, in-memory batches (on the GPU when there is one), [-1, 1] +
+    flip + crop on the device, predict seeds.
 
     Args:
+        image_size: side of the images the model sees.
         batch_size, eval_batch_size: training and validation batch sizes.
-        val_fraction: share of the images held out for `val/loss` (at least one image).
+        val_fraction: share of the images held out for `val/loss` and FID (at least one image).
         hflip: random horizontal flips of training images.
         seed: seeds the split and the shuffling.
         num_samples, sample_seed, predict_batch_size: `paradis predict` draws `num_samples` images, image i
             from seed `sample_seed + i` per batch (so the same seed gives the same images).
+        data_on_device: on CUDA, move the in-memory uint8 images to the GPU once (no per-batch copies).
     """
 
     def __init__(
         self,
+        image_size: int = 32,
         batch_size: int = 64,
         eval_batch_size: int = 128,
         val_fraction: float = 0.1,
@@ -137,17 +70,26 @@ class _GeneratorData(LightningDataModule):
         num_samples: int = 16,
         sample_seed: int = 0,
         predict_batch_size: int = 16,
+        data_on_device: bool = True,
     ) -> None:
         super().__init__()
         if min(batch_size, eval_batch_size, predict_batch_size, num_samples) < 1:
             raise ValueError("Batch sizes and data.num_samples must be at least 1; pass positive values.")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}.")
+        if image_size < 1:
+            raise ValueError(f"data.image_size must be a positive number of pixels, got {image_size}.")
+        self.image_size = image_size
         self.batch_size, self.eval_batch_size, self.val_fraction = batch_size, eval_batch_size, val_fraction
-        self.hflip, self.seed = hflip, seed
+        self.hflip, self.seed, self.data_on_device = hflip, seed, data_on_device
         self.num_samples, self.sample_seed, self.predict_batch_size = num_samples, sample_seed, predict_batch_size
         self.train = self.val = None  # uint8 tensors, or Datasets when read lazily
         self.workers = 0  # DataLoader workers, for lazily read folders only
+
+    def __str__(self) -> str:
+        # LightningDataModule.__str__ builds every loader (and fails on TensorBatches); jsonargparse prints
+        # data modules in its link messages, so keep this cheap.
+        return type(self).__name__
 
     def load(self):
         """All images: a uint8 tensor `[N, C, H, W]` (or a Dataset of them)."""
@@ -168,16 +110,22 @@ class _GeneratorData(LightningDataModule):
             self.train = torch.utils.data.Subset(images, order[n_val:].tolist())
         rank_zero_info(f"{type(self).__name__}: {len(self.train)} training and {len(self.val)} validation images")
 
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
     def _loader(self, images, batch_size: int, shuffle: bool):
         trainer = self.trainer
         if isinstance(images, torch.Tensor):
+            if self.data_on_device and self.device.type == "cuda":
+                images = images.to(self.device)  # once per loader; the split's CPU copy stays for the next
             return TensorBatches(
                 (images,), batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(images) > batch_size,
                 seed=self.seed, rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
             )
         return torch.utils.data.DataLoader(
             images, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle, num_workers=self.workers,
-            persistent_workers=self.workers > 0,
+            persistent_workers=self.workers > 0, pin_memory=self.device.type == "cuda",
         )
 
     def train_dataloader(self):
@@ -194,96 +142,74 @@ class _GeneratorData(LightningDataModule):
         return TensorBatches((seeds,), batch_size=self.predict_batch_size)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """uint8 -> [-1, 1] floats, with random horizontal flips in training (done here, on the device)."""
+        """uint8 -> [-1, 1] floats, cropped to `image_size` (random offsets in training, else the centre),
+        with random horizontal flips in training (done here, on the device)."""
         trainer = self.trainer
         if trainer is not None and trainer.predicting:
             return batch
+        training = trainer is not None and trainer.training
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
-        images = normalize(images)
-        if self.hflip and trainer is not None and trainer.training:
+        images = normalize(crop(images, self.image_size, random=training))
+        if self.hflip and training:
             flip = torch.rand(len(images), device=images.device) < 0.5
             images = torch.where(flip[:, None, None, None], images.flip(-1), images)
         return images
 
 
 class ImageFolderDataModule(_GeneratorData):
-    """A folder of photos (recursive; JPEG/PNG/WebP/BMP, any size and mode) as `image_size` RGB squares.
+    """A folder of photos (recursive; JPEG/PNG/WebP/BMP, any size and mode) as `image_size` squares.
 
     Args:
         data_dir: the folder, e.g. data/cats.
-        image_size: side in pixels after resizing the shorter side and centre-cropping.
         channels: 3 (RGB) or 1 (greyscale).
+        load_size: decode at this side (shorter side resized, centre-cropped; default `image_size`); when
+            larger than `image_size`, training takes random `image_size` crops (on the device) and
+            validation the centre crop.
         max_memory_mb: hold the decoded images in memory up to this size, else read them lazily with
             `num_workers` DataLoader workers.
-        Other arguments: see `_GeneratorData`.
+        Other arguments (image_size, batch sizes, val_fraction, hflip, seed, ...): see `_GeneratorData`.
     """
 
     def __init__(
         self,
         data_dir: str = "data/cats",
-        image_size: int = 128,
-        channels: int = 3,
+        channels: Literal[1, 3] = 3,
+        load_size: Optional[int] = None,
         max_memory_mb: int = 4096,
         num_workers: int = 2,
-        batch_size: int = 8,
-        eval_batch_size: int = 32,
-        val_fraction: float = 0.05,
-        hflip: bool = True,
-        seed: int = 42,
-        num_samples: int = 16,
-        sample_seed: int = 0,
-        predict_batch_size: int = 16,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_fraction, hflip, seed, num_samples, sample_seed, predict_batch_size)
+        super().__init__(**kwargs)
         if channels not in (1, 3):
             raise ValueError(f"data.channels must be 1 or 3, got {channels}.")
-        if image_size < 1:
-            raise ValueError(f"data.image_size must be a positive number of pixels, got {image_size}.")
-        self.data_dir, self.image_size, self.channels = Path(data_dir), image_size, channels
+        if load_size is not None and load_size < self.image_size:
+            raise ValueError(f"data.load_size {load_size} is smaller than data.image_size {self.image_size}; "
+                             "use a load_size at least image_size (or leave it unset).")
+        self.data_dir, self.channels, self.load_size = Path(data_dir), channels, load_size or self.image_size
         self.max_memory_mb, self.workers = max_memory_mb, num_workers
 
     def load(self):
-        files, _ = _checked_files(self.data_dir)
-        size_mb = len(files) * self.channels * self.image_size**2 / 2**20
+        files, _ = checked_files(self.data_dir)
+        size_mb = len(files) * self.channels * self.load_size**2 / 2**20
         if size_mb <= self.max_memory_mb:
-            images, _ = load_folder(self.data_dir, self.image_size, self.channels)
+            images, _ = load_folder(self.data_dir, self.load_size, self.channels)
             rank_zero_info(f"Loaded {len(images)} images from {self.data_dir} into memory ({images.numel() / 2**20:.0f} MB)")
             return images
-        readable, bad = [], []
-        for path in files:  # header check only: cheap, catches non-images and most corrupt files
-            try:
-                with Image.open(path):
-                    readable.append(path)
-            except (OSError, ValueError):
-                bad.append(path)
-        _warn_skipped(self.data_dir, bad + list_files(self.data_dir)[1])
-        if not readable:
-            raise FileNotFoundError(f"No readable image in {self.data_dir}; put JPEG/PNG/WebP/BMP images there.")
-        rank_zero_info(f"{len(readable)} images in {self.data_dir} (~{size_mb:.0f} MB) read lazily")
-        return ImageFiles(readable, self.image_size, self.channels)
+        images = lazy_folder(self.data_dir, self.load_size, self.channels)
+        rank_zero_info(f"{len(images)} images in {self.data_dir} (~{size_mb:.0f} MB) read lazily")
+        return images
 
 
 class SilhouetteDataModule(_GeneratorData):
     """The bundled animal-mnist cat silhouettes (1,000 images, 28 px, 1 channel), zero-padded to
-    `image_size` (32 by default, so the U-Net can halve it three times) or resized when `resize` is set."""
+    `image_size` (32 by default, so the U-Net can halve it three times) or resized when `resize` is set.
+    Other arguments: see `_GeneratorData`."""
 
-    def __init__(
-        self,
-        image_size: int = 32,
-        resize: bool = False,
-        batch_size: int = 64,
-        eval_batch_size: int = 128,
-        val_fraction: float = 0.1,
-        hflip: bool = True,
-        seed: int = 42,
-        num_samples: int = 16,
-        sample_seed: int = 0,
-        predict_batch_size: int = 16,
-    ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_fraction, hflip, seed, num_samples, sample_seed, predict_batch_size)
-        if image_size < 28 and not resize:
-            raise ValueError(f"data.image_size {image_size} is smaller than the 28 px silhouettes; set data.resize true.")
-        self.image_size, self.resize = image_size, resize
+    def __init__(self, resize: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.image_size < 28 and not resize:
+            raise ValueError(f"data.image_size {self.image_size} is smaller than the 28 px silhouettes; set data.resize true.")
+        self.resize = resize
 
     def load(self) -> torch.Tensor:
         cats = load_silhouettes()

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from PIL import Image, ImageOps
+from PIL import Image
 
+from datamodules.digits import preprocess_digit
 from paradis.bundled import bundled_path
 from datamodules.tensor_batches import TensorBatches
 
@@ -138,39 +139,7 @@ def load_mnist(data_dir: Path, download: bool, bundled: bool) -> tuple[str, tupl
     )
 
 
-# -- images from files, prepared the way MNIST digits were ---------------------------------------
-def preprocess_digit(image: Image.Image) -> torch.Tensor:
-    """Any image of one digit -> uint8 [28, 28], white digit on black, as in MNIST.
-
-    MNIST digits were fitted into a 20x20 box (aspect kept) and placed in a 28x28
-    frame with their centre of mass at the centre. Dark-on-light images (ink on
-    paper) are inverted first.
-    """
-    gray = ImageOps.exif_transpose(image).convert("L")
-    pixels = np.asarray(gray, dtype=np.float32)
-    if pixels.mean() > 127:  # dark ink on a light background
-        pixels = 255.0 - pixels
-    pixels[pixels < 0.1 * max(pixels.max(), 1.0)] = 0.0  # drop faint background noise
-    rows, cols = np.nonzero(pixels)
-    if len(rows) == 0:
-        raise ValueError("The image is blank: it holds no digit to classify; draw or upload a digit.")
-    crop = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    height, width = crop.shape
-    scale = 20.0 / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    digit = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.LANCZOS), dtype=np.float32)
-    canvas = np.zeros((28, 28), dtype=np.float32)
-    total = digit.sum()
-    ys, xs = np.indices(digit.shape)
-    cy, cx = ((ys * digit).sum() / total, (xs * digit).sum() / total) if total > 0 else (size[1] / 2, size[0] / 2)
-    top = int(round(14 - cy))
-    left = int(round(14 - cx))
-    top = min(max(top, 0), 28 - digit.shape[0])
-    left = min(max(left, 0), 28 - digit.shape[1])
-    canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
-    return torch.from_numpy(canvas.clip(0, 255).round().astype(np.uint8))
-
-
+# -- images from files, prepared the way MNIST digits were (datamodules/digits.py) ------------------
 def list_images(paths: Union[str, Sequence[str]]) -> list[Path]:
     """A folder (its image files, sorted) or a list of image files."""
     if isinstance(paths, str):

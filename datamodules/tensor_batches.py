@@ -8,12 +8,19 @@ Under DDP every rank draws the same permutation (seeded by `seed + epoch`) and
 takes its own interleaved share, truncated so every rank sees the same number of
 batches; Lightning does not inject a sampler into a plain iterable, so sharding
 is done here from `rank`/`world_size`.
+
+Resumable (Lightning's stateful-loader interface): the state is `{"epoch", "position"}`, the epoch whose
+permutation is in use and the number of its batches already handed out. Lightning calls
+`loader.sampler.set_epoch(epoch)` before every epoch (this object is its own `sampler`), and `CombinedLoader`
+saves `state_dict()` into checkpoints and gives it back through `load_state_dict()`, so a run resumed
+mid-epoch goes on from the next batch of the same permutation, and a resumed run never replays epoch 0's
+shuffle. Used outside Lightning (no `set_epoch`), each new iteration starts the next epoch.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -39,7 +46,32 @@ class TensorBatches:
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.position = 0  # batches of `epoch` already handed out
+        self._epoch_set = False  # set_epoch() was called since the last iteration started
+        self._resuming = False  # load_state_dict() was called: the next iteration continues at `position`
+        self._iterated = False
 
+    # -- Lightning's stateful-loader / sampler interface ----------------------------------------------------
+    batch_sampler = None  # (Lightning reads `batch_sampler` wherever it finds a `sampler`)
+
+    @property
+    def sampler(self) -> "TensorBatches":
+        """Lightning calls `set_epoch` on a loader's `sampler` at every epoch start."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        if not (self._resuming and epoch == self.epoch):  # a restored mid-epoch state waits for its epoch
+            self.epoch, self.position, self._resuming = epoch, 0, False
+        self._epoch_set = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._resuming = True
+
+    # -- iteration ------------------------------------------------------------------------------------------
     def _num_samples(self) -> int:
         """Samples this rank sees per epoch."""
         return len(self.tensors[0]) // self.world_size if self.world_size > 1 else len(self.tensors[0])
@@ -48,19 +80,34 @@ class TensorBatches:
         n = self._num_samples()
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+    def _order(self) -> torch.Tensor | None:
+        """This rank's sample indices for `self.epoch` (None: the tensors in order, one process)."""
         total = len(self.tensors[0])
+        order = None
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(total, generator=generator)
-        else:
-            order = None
-        self.epoch += 1
+            order = torch.randperm(total, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         if self.world_size > 1:
             idx = torch.arange(total) if order is None else order
             order = idx[self.rank : self._num_samples() * self.world_size : self.world_size]
+        return order
+
+    def _start(self) -> int:
+        """Called when an iteration starts: the first batch index of it."""
+        if self._resuming:
+            self._resuming = False
+        elif self._epoch_set or not self._iterated:
+            self.position = 0
+        else:  # plain use, no set_epoch: each iteration is the next epoch
+            self.epoch, self.position = self.epoch + 1, 0
+        self._epoch_set, self._iterated = False, True
+        return min(self.position, len(self))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        start = self._start()
+        order = self._order()
         n = self._num_samples()
-        for i in range(len(self)):
+        for i in range(start, len(self)):
+            self.position = i + 1
             if order is None:
                 yield tuple(t[i * self.batch_size : min((i + 1) * self.batch_size, n)] for t in self.tensors)
             else:

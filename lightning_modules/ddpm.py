@@ -4,89 +4,44 @@
 
 (or the v-target with `prediction_type: v_prediction`). Noise schedules, the
 forward process and the reverse steps are diffusers' `DDPMScheduler` /
-`DDIMScheduler`; nothing of the diffusion maths is re-implemented here.
+`DDIMScheduler` (built in lightning_modules/unet.py); nothing of the diffusion
+maths is re-implemented here.
 
 Images enter as floats in [-1, 1] `[B, C, H, W]` (the data modules scale them);
 `sample()` returns floats in [0, 1]. The same `sample()` serves the sample-grid
-callback, `paradis predict` and the Gradio app.
+callback, the FID callback, `paradis predict` and the Gradio app.
 
-EMA weights: the `EMA` callback (Lightning's `EMAWeightAveraging`, see
-callbacks/sample_grid.py) swaps the averaged weights into this module for
-validation, copies them in when training ends (so the final grid and the
-exported pipeline use them) and saves them as the checkpoint's `state_dict`
-(the raw weights go to `current_model_state`). So anything that loads a
-checkpoint's `state_dict` (`predict`, the app, `apps.export_ddpm`) gets EMA
-weights.
+EMA weights: the `EMA` callback (callbacks/ema.py) swaps the averaged weights
+into this module for validation, swaps them in when training ends (so the final
+grid and the exported pipeline use them) and saves them as the checkpoint's
+`state_dict` (the raw weights go to `current_model_state`). So anything that
+loads a checkpoint's `state_dict` (`predict`, the app, `apps.export_ddpm`) gets
+EMA weights.
+
+GPU settings (lightning_modules/gpu.py, applied in `setup`), each a flag here, ignored on CPU:
+TF32 + cudnn.benchmark, channels-last, fused AdamW (on by default), and
+`compile` / `gradient_checkpointing` (off by default).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 from lightning.pytorch import LightningModule
 
+from lightning_modules import gpu
 from lightning_modules.common import check_choice, check_positive, check_probability, decay_param_groups
+from lightning_modules.unet import (PredictionType, Sampler, SAMPLERS, Schedule, build_pipeline,  # noqa: F401
+                                    check_unet_shape, export_pipeline, make_scheduler, make_unet)
 from paradis.images import denormalize
 
-SCHEDULES = ("linear", "cosine", "quadratic")
-PREDICTION_TYPES = ("epsilon", "v_prediction")
-SAMPLERS = ("ddim", "ddpm")
 VAL_SEED = 1234  # fixed timesteps and noise for val/loss, so epochs are comparable
-
-
-def make_scheduler(schedule: str, num_train_timesteps: int, prediction_type: str) -> DDPMScheduler:
-    """DDPM's betas 1e-4..0.02: linear, cosine (Nichol & Dhariwal, `squaredcos_cap_v2`) or quadratic."""
-    check_choice("schedule (model.schedule)", schedule, SCHEDULES)
-    check_choice("prediction_type (model.prediction_type)", prediction_type, PREDICTION_TYPES)
-    kwargs = dict(num_train_timesteps=num_train_timesteps, prediction_type=prediction_type)
-    if schedule == "linear":
-        return DDPMScheduler(beta_schedule="linear", beta_start=1e-4, beta_end=0.02, **kwargs)
-    if schedule == "cosine":
-        return DDPMScheduler(beta_schedule="squaredcos_cap_v2", **kwargs)
-    betas = torch.linspace(1e-4**0.5, 0.02**0.5, num_train_timesteps, dtype=torch.float64) ** 2
-    return DDPMScheduler(trained_betas=betas.tolist(), **kwargs)
-
-
-def group_count(channels: list[int], most: int = 32) -> int:
-    """Largest GroupNorm group count <= `most` that divides every block width."""
-    return max(g for g in range(1, most + 1) if all(c % g == 0 for c in channels))
-
-
-def make_unet(
-    sample_size: int,
-    in_channels: int,
-    model_channels: int,
-    channel_mult: list[int],
-    num_res_blocks: int,
-    attention_resolutions: list[int],
-    dropout: float,
-    attention_head_dim: int,
-) -> UNet2DModel:
-    """The seed's U-Net in diffusers terms: one level per `channel_mult` entry (width model_channels * mult),
-    `num_res_blocks` ResNet blocks per level, self-attention at the listed resolutions, downsampling between
-    levels; the middle block is ResNet + attention + ResNet."""
-    widths = [model_channels * m for m in channel_mult]
-    resolutions = [sample_size // 2**i for i in range(len(channel_mult))]
-    down = ["AttnDownBlock2D" if r in attention_resolutions else "DownBlock2D" for r in resolutions]
-    up = ["AttnUpBlock2D" if r in attention_resolutions else "UpBlock2D" for r in reversed(resolutions)]
-    return UNet2DModel(
-        sample_size=sample_size,
-        in_channels=in_channels,
-        out_channels=in_channels,
-        block_out_channels=tuple(widths),
-        down_block_types=tuple(down),
-        up_block_types=tuple(up),
-        layers_per_block=num_res_blocks,
-        dropout=dropout,
-        attention_head_dim=attention_head_dim,
-        norm_num_groups=group_count(widths),
-    )
 
 
 class DDPM(LightningModule):
@@ -95,13 +50,17 @@ class DDPM(LightningModule):
     Args:
         sample_size, in_channels: image side (pixels) and channels (3 = RGB, 1 = grey).
         model_channels, channel_mult, num_res_blocks, attention_resolutions, dropout, attention_head_dim:
-            the U-Net shape (see `make_unet`); the seed's 128 px model is 192, [1, 2, 3, 4], 2, [16], 0.1.
+            the U-Net shape (see `make_unet`); the seed's 128 px model is 192, (1, 2, 3, 4), 2, (16,), 0.1.
         schedule: linear, cosine or quadratic betas over `num_train_timesteps` steps.
         prediction_type: what the U-Net predicts: epsilon (the noise) or v_prediction.
         lr, weight_decay: AdamW (no decay on biases / norms); `warmup_steps` of linear warm-up, then cosine
-            decay to zero over the run (constant after warm-up when the run length is unknown).
+            decay to zero over the run (diffusers' `get_cosine_schedule_with_warmup`; constant after warm-up
+            when the run length is unknown).
         sample_steps, sampler, eta: defaults of `sample()` (predict, the app): ddim or ddpm; eta is DDIM's noise.
         export_on_fit_end: write `<run folder>/pipeline/` (a diffusers DDPMPipeline) when fit ends.
+        tf32, cudnn_benchmark, channels_last, fused_adamw: CUDA speed settings (on; no effect on CPU).
+        compile: `torch.compile` the U-Net (falls back to eager with one line when it cannot compile).
+        gradient_checkpointing: recompute U-Net activations in backward (less memory, ~30 % more time).
     """
 
     monitor = "val/loss"
@@ -112,21 +71,27 @@ class DDPM(LightningModule):
         sample_size: int = 32,
         in_channels: int = 1,
         model_channels: int = 32,
-        channel_mult: list[int] = [1, 2, 2],
+        channel_mult: Sequence[int] = (1, 2, 2),
         num_res_blocks: int = 1,
-        attention_resolutions: list[int] = [8],
+        attention_resolutions: Sequence[int] = (8,),
         dropout: float = 0.0,
         attention_head_dim: int = 32,
-        schedule: str = "cosine",
+        schedule: Schedule = "cosine",
         num_train_timesteps: int = 1000,
-        prediction_type: str = "epsilon",
+        prediction_type: PredictionType = "epsilon",
         lr: float = 2e-4,
         warmup_steps: int = 200,
         weight_decay: float = 0.0,
         sample_steps: int = 50,
-        sampler: str = "ddim",
+        sampler: Sampler = "ddim",
         eta: float = 0.0,
         export_on_fit_end: bool = True,
+        tf32: bool = True,
+        cudnn_benchmark: bool = True,
+        channels_last: bool = True,
+        fused_adamw: bool = True,
+        compile: bool = False,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         check_choice("sampler (model.sampler)", sampler, SAMPLERS)
@@ -139,27 +104,32 @@ class DDPM(LightningModule):
                             ("sample_steps", sample_steps)):
             if value < 1:
                 raise ValueError(f"model.{name} must be a positive integer, got {value}.")
-        if not channel_mult or any(m < 1 for m in channel_mult):
-            raise ValueError(f"model.channel_mult must be a non-empty list of positive integers, got {channel_mult}.")
-        if sample_size % 2 ** (len(channel_mult) - 1):
-            raise ValueError(
-                f"model.sample_size {sample_size} must be divisible by {2 ** (len(channel_mult) - 1)} "
-                f"for {len(channel_mult)} U-Net levels; change sample_size or channel_mult."
-            )
-        if any(model_channels * m % attention_head_dim for m in channel_mult):
-            raise ValueError(
-                f"model.attention_head_dim {attention_head_dim} must divide every level width "
-                f"(model_channels * channel_mult = {[model_channels * m for m in channel_mult]})."
-            )
+        check_unet_shape(sample_size, model_channels, channel_mult, attention_head_dim)
         self.save_hyperparameters()
-        self.unet = make_unet(sample_size, in_channels, model_channels, list(channel_mult), num_res_blocks,
-                              list(attention_resolutions), dropout, attention_head_dim)
+        self.unet = make_unet(sample_size, in_channels, model_channels, tuple(channel_mult), num_res_blocks,
+                              tuple(attention_resolutions), dropout, attention_head_dim)
         self.noise_scheduler = make_scheduler(schedule, num_train_timesteps, prediction_type)
+        self._channels_last = False
+        self._compiled: Optional[gpu.Compiled] = None  # a plain attribute: not in state_dict or copies' modules
+
+    def setup(self, stage: str) -> None:
+        """GPU settings, once the device is known (runs after the callbacks' setup, so the EMA callback has
+        copied the plain module; its average keeps the default memory format, which only costs speed)."""
+        hp, device = self.hparams, self.trainer.strategy.root_device
+        gpu.cuda_settings(device, tf32=hp.tf32, cudnn_benchmark=hp.cudnn_benchmark)
+        self._channels_last = gpu.channels_last(self.unet, device, hp.channels_last)
+        if hp.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        if hp.compile and self._compiled is None:
+            self._compiled = gpu.Compiled(self.unet)
 
     # -- training ---------------------------------------------------------------------------------
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """The U-Net's prediction (noise or v) for `noisy` images at `timesteps`."""
-        return self.unet(noisy, timesteps).sample
+        if self._channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        unet = self._compiled if self._compiled is not None else self.unet
+        return unet(noisy, timesteps).sample
 
     def loss(self, images: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """MSE between the U-Net's prediction and its target for clean `images` in [-1, 1]."""
@@ -202,28 +172,22 @@ class DDPM(LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.AdamW(decay_param_groups(self.unet, hp.weight_decay), lr=hp.lr)
+        optimizer = gpu.adamw(decay_param_groups(self.unet, hp.weight_decay), hp.lr, self.device, fused=hp.fused_adamw)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
-        warmup = hp.warmup_steps
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if not math.isfinite(total) or total <= warmup:
-                return 1.0
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        if math.isfinite(total) and total > hp.warmup_steps:
+            scheduler = get_cosine_schedule_with_warmup(optimizer, hp.warmup_steps, int(total))
+        else:  # run length unknown (max_time / max_steps -1): warm up, then hold
+            scheduler = get_constant_schedule_with_warmup(optimizer, hp.warmup_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_fit_end(self) -> None:
-        """Export the final (EMA, copied in by the EMA callback at train end) weights as a diffusers pipeline."""
+        """Export the final (EMA, swapped in by the EMA callback at train end) weights as a diffusers pipeline."""
         if self.hparams.export_on_fit_end and self.trainer.is_global_zero:
             path = export_pipeline(self, Path(self.trainer.default_root_dir) / "pipeline")
             print(f"Diffusers pipeline exported to {path}")
 
     # -- sampling ---------------------------------------------------------------------------------
-    def inference_scheduler(self, sampler: str):
+    def inference_scheduler(self, sampler: Sampler):
         """A fresh DDPM or DDIM scheduler with the training schedule (schedulers hold per-run state)."""
         check_choice("sampler", sampler, SAMPLERS)
         cls = DDIMScheduler if sampler == "ddim" else DDPMScheduler
@@ -234,7 +198,7 @@ class DDPM(LightningModule):
         self,
         n: int,
         steps: Optional[int] = None,
-        sampler: Optional[str] = None,
+        sampler: Optional[Sampler] = None,
         generator: Optional[torch.Generator] = None,
         eta: Optional[float] = None,
         progress: Optional[Callable[[int, int], None]] = None,
@@ -265,17 +229,3 @@ class DDPM(LightningModule):
         finally:
             self.train(was_training)
         return denormalize(x)
-
-
-# -- diffusers interchange ---------------------------------------------------------------------------
-def build_pipeline(module: DDPM) -> DDPMPipeline:
-    """A stand-alone diffusers `DDPMPipeline` (a copy of the U-Net on CPU + the training DDPMScheduler)."""
-    unet = copy.deepcopy(module.unet).to("cpu").float().eval()
-    return DDPMPipeline(unet=unet, scheduler=DDPMScheduler.from_config(module.noise_scheduler.config))
-
-
-def export_pipeline(module: DDPM, out_dir: str | Path) -> Path:
-    """Save `module`'s current weights as a pipeline folder that `DDPMPipeline.from_pretrained(out_dir)` loads."""
-    out_dir = Path(out_dir)
-    build_pipeline(module).save_pretrained(str(out_dir))
-    return out_dir

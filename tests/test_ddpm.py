@@ -16,7 +16,8 @@ from torchvision.utils import make_grid
 from callbacks.ema import EMA
 from callbacks.sample_grid import SampleGrid
 from datamodules.images import ImageFolderDataModule, SilhouetteDataModule, denormalize, load_folder, normalize
-from lightning_modules.ddpm import VAL_SEED, DDPM, build_pipeline, export_pipeline, make_scheduler
+from lightning_modules.ddpm import VAL_SEED, DDPM
+from lightning_modules.unet import build_pipeline, export_pipeline, make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(sample_size=32, in_channels=1, model_channels=16, channel_mult=[1, 2], num_res_blocks=1,
@@ -276,3 +277,49 @@ def test_paradis_fit_then_predict(tmp_path, paradis, monkeypatch):
     written = sorted(p.name for p in (run / "predictions").iterdir())
     assert written == ["grid.png", *(f"sample_{i:04d}.png" for i in range(5))], proc.stderr[-2000:]
     assert Image.open(run / "predictions" / "sample_0000.png").size == (32, 32)
+
+
+# -- FID / KID -------------------------------------------------------------------------------------
+class TinyFeatures(torch.nn.Module):
+    """A substitute for Inception-v3 (offline): mean colour and a coarse 2x2 layout per image."""
+
+    num_features = 12
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(images.float(), 2).flatten(1)
+
+
+def test_fid_kid_logged_with_a_substitute_feature_extractor(tmp_path):
+    from callbacks.fid import FID
+
+    fid = FID(every_n_epochs=1, max_images=16, steps=2, batch_size=8, feature=TinyFeatures(), kid_subset_size=8)
+    data = SilhouetteDataModule(batch_size=16, eval_batch_size=16)
+    fit = trainer(tmp_path, [fid], max_epochs=1)
+    fit.fit(tiny(), data)
+    metrics = fit.callback_metrics
+    assert {"val/fid", "val/kid"} <= metrics.keys() and fid.available is True
+    assert float(metrics["val/fid"]) == pytest.approx(fid.last["val/fid"]) and fid.last["val/fid"] > 0
+    # the same images compared with themselves: FID ~ 0 (the metric code, not just plumbing)
+    from callbacks.fid import make_metrics
+    same, _ = make_metrics(TinyFeatures(), 8)
+    images = torch.rand(16, 3, 8, 8)
+    same.update(images, real=True)
+    same.update(images, real=False)
+    assert abs(float(same.compute())) < 1e-3
+    tested = fit.test(fit.lightning_module, data, verbose=False)[0]
+    assert "test/fid" in tested and "test/kid" in tested
+
+
+def test_fid_skipped_in_one_line_when_inception_is_unavailable(tmp_path, monkeypatch, caplog):
+    import callbacks.fid as fid_module
+
+    def offline(feature, subset_size):
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(fid_module, "make_metrics", offline)
+    fid = fid_module.FID(every_n_epochs=1, max_images=8, steps=2)
+    fit = trainer(tmp_path, [fid], max_epochs=2)
+    fit.fit(tiny(), SilhouetteDataModule(batch_size=16, eval_batch_size=16))
+    assert fit.current_epoch == 2 and fid.available is False, "training went on"
+    lines = [r.getMessage() for r in caplog.records if "FID/KID skipped" in r.getMessage()]
+    assert len(lines) == 1 and "training goes on" in lines[0]

@@ -1,5 +1,6 @@
 """Text classifier: LoRA on a tiny local DistilBERT and the bundled MiniLM, small checkpoints,
-resume, export, the data module's file formats and bad rows, and the CLI end to end (offline)."""
+resume (exact, mid-epoch), export, the data module's file formats and bad rows, the resumable and
+sharded training order, and the CLI end to end (offline)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Callback, Trainer, seed_everything
 
-from datamodules.text import LengthGroupedSampler, TextDataModule, load_bundled_reviews, stratified_split
+from apps.export_text import load_classifier
+from datamodules.text import TextDataModule
+from datamodules.text_batches import ResumableDataLoader, TrainOrder
+from datamodules.text_files import load_bundled_reviews, stratified_split
 from lightning_modules.text import TextClassifier, lora_targets
 from text_fixtures import make_tiny_distilbert
 
@@ -79,7 +83,7 @@ def test_lora_targets_follow_the_architecture(tiny):
     with pytest.raises(ValueError, match="peft_method"):
         TextClassifier(peft_method="adapters")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        TextClassifier.from_checkpoint("no/such.ckpt")
+        load_classifier("no/such.ckpt")
 
 
 @pytest.mark.parametrize("method", ["prompt_tuning", "p_tuning"])
@@ -95,7 +99,7 @@ def test_prompt_methods_train_only_prompt_and_head(tiny, method):
 def test_small_checkpoint_restores_identical_predictions_and_resumes(tiny, reviews_csv, tmp_path):
     seed_everything(0)
     data = datamodule(reviews_csv, tiny, tmp_path)
-    module = TextClassifier(model_name_or_path=tiny, lr=1e-2)
+    module = TextClassifier(model_name_or_path=tiny, lr=1e-2, class_names=data.class_names)
     trainer = quick_trainer(tmp_path)
     trainer.fit(module, datamodule=data)
     ckpt = tmp_path / "lora.ckpt"
@@ -112,9 +116,10 @@ def test_small_checkpoint_restores_identical_predictions_and_resumes(tiny, revie
     assert all("lora_" in k or "modules_to_save" in k for k in saved["state_dict"])
     assert saved["text_model"]["class_names"] == ["neg", "pos"] and saved["text_model"]["base_model"] == tiny
 
-    # Reload three ways: Lightning's load_from_checkpoint, from_checkpoint, and trainer.predict(ckpt_path=...).
+    # Reload three ways: Lightning's load_from_checkpoint, the export app's loader (checks the file first), and
+    # trainer.predict(ckpt_path=...) into a model given no class names (the checkpoint builds it).
     assert torch.equal(probabilities(TextClassifier.load_from_checkpoint(ckpt)), expected)
-    assert torch.equal(probabilities(TextClassifier.from_checkpoint(str(ckpt))), expected)
+    assert torch.equal(probabilities(load_classifier(ckpt)), expected)
     fresh = TextClassifier(model_name_or_path=tiny)
     quick_trainer(tmp_path).predict(fresh, datamodule=datamodule(reviews_csv, tiny, tmp_path), ckpt_path=ckpt)
     assert torch.equal(probabilities(fresh), expected)
@@ -140,7 +145,7 @@ def test_export_adapter_and_merged_model(tiny, reviews_csv, tmp_path):
 
     from apps.export_text import export
 
-    module = TextClassifier(model_name_or_path=tiny, lr=1e-2)
+    module = TextClassifier(model_name_or_path=tiny, lr=1e-2, class_names=["neg", "pos"])
     quick_trainer(tmp_path, limit_train_batches=2).fit(module, datamodule=datamodule(reviews_csv, tiny, tmp_path))
     ckpt = tmp_path / "m.ckpt"
     module.trainer.save_checkpoint(ckpt)
@@ -251,7 +256,7 @@ def test_tokenisation_is_cached_and_length_grouping(tiny, reviews_csv, tmp_path)
     assert len(list((tmp_path / "data" / "cache").glob("*.pt"))) == 6
 
     lengths = [(i * 37) % 50 + 1 for i in range(400)]
-    sampler = LengthGroupedSampler(lengths, batch_size=8, seed=0)
+    sampler = TrainOrder(lengths, batch_size=8, seed=0)
     order = list(sampler)
     assert sorted(order) == list(range(400))
     grouped = sum(max(lengths[i] for i in order[k : k + 8]) for k in range(0, 400, 8))
@@ -259,6 +264,83 @@ def test_tokenisation_is_cached_and_length_grouping(tiny, reviews_csv, tmp_path)
     assert grouped < 0.6 * plain
     sampler.set_epoch(1)
     assert list(sampler) != order
+
+
+def test_train_order_is_sharded_and_resumes_mid_epoch():
+    lengths = [(i * 37) % 50 + 1 for i in range(203)]
+    # DDP: two ranks share the epoch with no sample twice (the odd one out is dropped), each length-grouped.
+    shards = [list(TrainOrder(lengths, batch_size=8, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 101 and not set(shards[0]) & set(shards[1])
+    assert len(set(shards[0]) | set(shards[1])) == 202
+    grouped = sum(max(lengths[i] for i in shards[0][k : k + 8]) for k in range(0, 101, 8))
+    assert grouped < 0.6 * sum(max(lengths[i] for i in range(k, min(k + 8, 203))) for k in range(0, 101, 8))
+    single = TrainOrder(lengths, batch_size=8, seed=3)
+    assert len(list(single)) == 203 and list(single) == list(TrainOrder(lengths, batch_size=8, seed=3))  # seed + epoch
+    single.set_epoch(1)
+    assert list(single) != list(TrainOrder(lengths, batch_size=8, seed=3))
+
+    # Mid-epoch state round trip: a new loader picks up at the next batch of the same epoch's order.
+    for group in (True, False):
+        def loader() -> ResumableDataLoader:
+            order = TrainOrder(lengths, batch_size=8, seed=3, group_by_length=group)
+            return ResumableDataLoader(range(203), batch_size=8, sampler=order)
+
+        first = loader()
+        first.sampler.set_epoch(2)
+        batches = [b.tolist() for b in first]
+        it = iter(first)
+        for _ in range(5):
+            next(it)
+        state = first.state_dict()
+        assert state == {"epoch": 2, "position": 40}
+        resumed = loader()
+        resumed.load_state_dict(state)
+        resumed.sampler.set_epoch(2)  # what Lightning does at the start of the (resumed) epoch
+        assert [b.tolist() for b in resumed] == batches[5:]
+        assert [b.tolist() for b in resumed] == batches  # the restored position applies to one pass only
+        # saved at the end of an epoch: the next epoch starts from its beginning
+        ended = loader()
+        ended.load_state_dict({"epoch": 2, "position": 203})
+        assert ended.sampler.epoch == 3 and len([b for b in ended]) == 26
+
+
+class SaveAt(Callback):
+    """Save a checkpoint at one global step, mid-epoch (what a mid-epoch `last.ckpt` holds)."""
+
+    def __init__(self, step: int, path: Path) -> None:
+        self.step, self.path = step, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+
+
+def test_resume_mid_epoch_gives_identical_weights(reviews_csv, tmp_path_factory, tmp_path):
+    """Two epochs straight, or resumed from a step-11 checkpoint (epoch 1, batch 3 of 8): the same data order,
+    bit-identical trained weights and optimizer state. No dropout: this run draws no random numbers, so only the
+    data order, the optimizer and the schedule are under test (RNG states: tests/test_resume.py)."""
+    tiny = str(make_tiny_distilbert(tmp_path_factory.mktemp("tiny_no_dropout"), dropout=0.0))
+
+    def fit(ckpt_path=None, callbacks=()):
+        seed_everything(0)
+        data = datamodule(reviews_csv, tiny, tmp_path, group_by_length=True, val_fraction=0.1, test_fraction=0.1)
+        module = TextClassifier(model_name_or_path=tiny, lr=1e-2, lora_dropout=0.0, class_names=["neg", "pos"])
+        seen = []
+        module.on_train_batch_start = lambda batch, batch_idx: seen.append(batch["labels"].tolist())
+        trainer = quick_trainer(tmp_path, max_epochs=2, limit_train_batches=None, limit_val_batches=0, callbacks=list(callbacks))
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        return module, trainer, seen
+
+    ckpt = tmp_path / "step11.ckpt"
+    straight, trainer, seen = fit(callbacks=[SaveAt(11, ckpt)])
+    assert trainer.global_step == 16 and len(seen) == 16
+    resumed, resume_trainer, seen_after = fit(ckpt_path=ckpt)
+    assert resume_trainer.global_step == 16 and seen_after == seen[11:]
+    weights = {k: v for k, v in straight.state_dict().items()}
+    assert weights.keys() == resumed.state_dict().keys()
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in weights.items())
+    a, b = trainer.optimizers[0].state_dict(), resume_trainer.optimizers[0].state_dict()
+    assert all(torch.equal(a["state"][i][key], b["state"][i][key]) for i in a["state"] for key in a["state"][i])
 
 
 def test_bundled_reviews_split():
@@ -285,6 +367,18 @@ def test_cli_fit_test_predict(paradis, tiny, tmp_path):
     events.Reload()
     assert "val/confusion_matrix" in events.Tags()["images"]
     assert {"train/loss_epoch", "val/acc", "val/f1", "params/trainable"} <= set(events.Tags()["scalars"])
+
+    # A data file that is not UTF-8: one sentence naming the file and the encoding; the run folder is untouched.
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("text,label\ncaf\u00e9 cr\u00e8me,positive\n".encode("latin-1"))
+    failed = paradis("fit", *common, "--ckpt_path", "last", "--trainer.max_epochs", "2", "--data.train_file", str(latin1), check=False)
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines()[-1] == (
+        f"paradis: error: {latin1} is not UTF-8 text (byte 0xe9 at position 14); save it as UTF-8 "
+        "(e.g. `iconv -f latin1 -t utf-8`) and pass that file."
+    )
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
     result = paradis("test", *common)
     assert "test/acc" in result.stdout and "test/f1" in result.stdout

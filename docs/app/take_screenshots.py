@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from apps.gradio_app import build_app
+from apps.app.main import build_app
 from playwright.sync_api import sync_playwright, expect
 
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])

@@ -1,0 +1,158 @@
+"""The `paradis-lab` command line: parse, run every lab file's runs in one pool, write the reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from apps.lab.report import write_report
+from apps.lab.runner import Run, default_threads, execute, plan
+from apps.lab.spec import Lab, load_lab
+from apps.lab.table import markdown_table, summarize
+from apps.lab.worker import warm_context
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="paradis-lab",
+        description="Run every variant of one or more lab axes (paradis fit + test each) and write a comparison report per axis.",
+        epilog="Other --section.key value options are added to every paradis command, e.g. --trainer.max_epochs 2.",
+    )
+    parser.add_argument("labs", nargs="+", metavar="lab", help="lab file(s), e.g. configs/lab/activations.yaml")
+    parser.add_argument("--folds", type=int, default=1, help="k-fold cross-validation: run each variant K times")
+    parser.add_argument("--force", action="store_true", help="rerun finished variants too")
+    parser.add_argument("--runs-dir", default="runs/lab", help="root of the lab run folders (default runs/lab)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads per run (default: cores // jobs, at least 1)")
+    parser.add_argument("--isolated", action="store_true", help="run the shown paradis commands as fresh processes (no warm worker)")
+    parser.add_argument("--workers", type=int, default=1, help="search: trials at a time on this machine (default 1)")
+    parser.add_argument("--storage", default=None, help="search: Optuna storage URL shared by several machines "
+                        "(e.g. postgresql://user:pw@host/db; default sqlite in the lab folder)")
+    parser.add_argument("--trials", type=int, default=None, help="search: trial budget (default: the lab file's `trials`)")
+    args, extra = parser.parse_known_args(argv)
+    bad = [a for a in extra if a.startswith("-") and not a.startswith("--")]
+    if bad:
+        parser.error(f"unknown option {bad[0]}; paradis-lab passes on only --section.key options.")
+    for name in ("folds", "jobs", "workers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}.")
+    return args, extra
+
+
+def config_modules(labs: list[Lab]) -> list[str]:
+    """Modules named by `class_path` in the labs' base configs: preloaded by the warm worker."""
+    found: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            path = node.get("class_path")
+            if isinstance(path, str) and "." in path:
+                found.add(path.rsplit(".", 1)[0])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for lab in labs:
+        for config in lab.base:
+            walk(yaml.safe_load(Path(config).read_text()))
+    return sorted(found)
+
+
+def progress(total: int):
+    done = [0]
+
+    def report(run: Run, result: dict) -> None:
+        done[0] += 1
+        where = f"[{done[0]}/{total}] {run.lab.axis}/{run.label}: "
+        if result["status"] != "ok":
+            print(f"{where}FAILED in {result['stage']}: {result['error']}", flush=True)
+        elif result.get("skipped"):
+            print(f"{where}finished earlier, read back (test acc {result['test_acc']:.4f})", flush=True)
+        else:
+            stale = "command or base config changed since the last run: ran it again; " if getattr(run, "stale", False) else ""
+            print(f"{where}{stale}done in {result['wall_time_s']:.0f} s (test acc {result['test_acc']:.4f})", flush=True)
+
+    return report
+
+
+def lab_runs(lab: Lab, out_dir: Path, extra: list[str], folds: int, threads: int) -> list[Run]:
+    fold_list = [None] if folds == 1 else [(i, folds) for i in range(folds)]
+    return [
+        plan(lab, variant, out_dir / variant.name / (f"fold{fold[0]}" if fold else ""), extra, fold, threads)
+        for variant in lab.variants
+        for fold in fold_list
+    ]
+
+
+def jobs_line(args: argparse.Namespace, threads: int) -> str:
+    how = "fresh `paradis` processes (`--isolated`)" if args.isolated else "children of one warm worker"
+    return f"runs: {how}, {args.jobs} at a time, {threads} intra-op thread(s) each"
+
+
+def run_lab(argv: list[str]) -> list[dict]:
+    """Every lab file named in `argv`; returns all table rows (of every lab)."""
+    args, extra = parse_args(argv)
+    labs = [load_lab(path) for path in args.labs]
+    axes = [lab.axis for lab in labs]
+    if len(set(axes)) < len(axes):
+        raise ValueError(f"Two lab files have the same name ({', '.join(axes)}); their reports would overwrite each other.")
+    threads = args.threads or default_threads(args.jobs)
+    grids = [lab for lab in labs if lab.search is None]
+    ctx = None if args.isolated or not grids else warm_context(config_modules(grids))
+    runs_by_lab = {lab.axis: lab_runs(lab, Path(args.runs_dir) / lab.axis, extra, args.folds, threads) for lab in grids}
+    all_runs = [run for runs in runs_by_lab.values() for run in runs]
+    for lab in grids:
+        (Path(args.runs_dir) / lab.axis).mkdir(parents=True, exist_ok=True)
+        print(f"paradis-lab: {lab.axis}: {len(lab.variants)} variant(s) x {args.folds} fold(s) into {Path(args.runs_dir) / lab.axis}", flush=True)
+    results = execute(all_runs, args.jobs, args.force, args.isolated, ctx, progress(len(all_runs)))
+    by_run = dict(zip(map(id, all_runs), results))
+    rows_all = []
+    for lab in grids:
+        out_dir = Path(args.runs_dir) / lab.axis
+        per_variant: dict[str, list[dict]] = {}
+        for run in runs_by_lab[lab.axis]:
+            per_variant.setdefault(run.variant.name, []).append(by_run[id(run)])
+        rows = [summarize(name, runs) for name, runs in per_variant.items()]
+        (out_dir / "results.json").write_text(json.dumps({"lab": str(lab.path), "rows": rows, "runs": per_variant}, indent=1))
+        lab_argv = [str(lab.path), *argv_without_labs(argv, args.labs)]
+        report = write_report(lab, out_dir, rows, per_variant, lab_argv, args.folds, jobs_line(args, threads))
+        print(f"\n{lab.axis}:\n{markdown_table(rows, lab.target_acc)}\n\nReport: {report}", flush=True)
+        rows_all += rows
+    for lab in labs:
+        if lab.search is not None:
+            from apps.lab.search import run_search
+
+            rows_all += run_search(lab, args, extra, threads, [str(lab.path), *argv_without_labs(argv, args.labs)])
+    return rows_all
+
+
+def argv_without_labs(argv: list[str], labs: list[str]) -> list[str]:
+    rest = list(argv)
+    for lab in labs:
+        rest.remove(lab)
+    return rest
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Exit code 0 when every variant finished, 1 when some failed (the report is written anyway), 2 on bad input."""
+    try:
+        rows = run_lab(sys.argv[1:] if argv is None else list(argv))
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("PARADIS_DEBUG"):
+            raise
+        print(f"paradis-lab: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    failed = [row["variant"] for row in rows if row["status"] == "failed"]
+    if failed:
+        print(f"paradis-lab: {len(failed)} variant(s) failed: {', '.join(failed)}; see the report.", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,198 @@
+"""`last.ckpt` that is the run's last state, whatever stopped it, written atomically.
+
+What Lightning 2.6 does by itself (lightning/pytorch/callbacks/model_checkpoint.py, trainer/call.py):
+  * `ModelCheckpoint(save_last=True)` writes `last.ckpt` after a validation or a training epoch only, and its
+    `on_train_end` writes one only if *nothing* was saved during the run. A run that stops on `max_steps`,
+    `max_time` or between two validations (`val_check_interval`) leaves an older `last.ckpt`.
+  * On SIGTERM its signal connector sets `trainer.received_sigterm`; the loops raise `SIGTERMException` (a
+    `SystemExit`) at the next batch boundary (under DDP rank 0 broadcasts it so every rank stops at the same
+    batch); every callback's `on_exception` runs, and nothing is saved unless `save_on_exception=True`.
+  * Ctrl-C raises `KeyboardInterrupt` wherever Python happens to be (possibly in the middle of an optimizer
+    step); Lightning calls `on_exception` and exits with code 1.
+  * Checkpoints are written by `_atomic_save`, an fsspec transaction whose temporary file lives in the system
+    temp folder: the final `shutil.move` is a copy when that folder is another file system, there is no
+    fsync, and a `kill -9` leaves the temporary file behind.
+What `RunCheckpoint` adds (still `ModelCheckpoint` for `best.ckpt` and the epoch-end `last.ckpt`):
+  * `last.ckpt` also every `every_n_steps` optimizer steps and every `every_n_minutes` of training
+    (mid-epoch: the data loaders and RNGs are restored by `callbacks.resume.ExactResume`);
+  * `last.ckpt` when training ends (`on_train_end`), and on SIGTERM, Ctrl-C or another exception
+    (`on_exception`), unless it already holds this step; an exception in the middle of an optimizer step or of
+    validation (EMA weights swapped in) saves nothing, as that state is not one a run can continue from;
+  * the first Ctrl-C is turned into Lightning's SIGTERM stop (the batch finishes, every rank stops at the
+    same batch, `last.ckpt` is written); a second Ctrl-C stops at once;
+  * no checkpoint with a non-finite weight is ever written (`callbacks.divergence` stops such runs first).
+`AtomicCheckpointIO` writes a checkpoint to a temporary file next to the target, fsyncs it and renames it over
+the target: a reader sees the previous file or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_warn
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """`torch.save` to `.<name>.tmp` in the target's folder, fsync, then `os.replace` onto the target."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        if not _is_local_file_protocol(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        write_atomically(checkpoint, Path(path))
+
+
+def write_atomically(obj: Any, path: Path) -> None:
+    """Save `obj` with `torch.save` so that `path` is at every moment the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def weights_are_finite(pl_module: LightningModule) -> bool:
+    tensors = [t for t in pl_module.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """`ModelCheckpoint` whose `last.ckpt` always holds the run's latest state (see the module docstring).
+
+    Args:
+        every_n_minutes: also refresh `last.ckpt` after this many minutes of training (None or 0: never).
+        every_n_steps: also refresh `last.ckpt` every this many optimizer steps (0: never).
+        **kwargs: `ModelCheckpoint`'s arguments.
+    """
+
+    def __init__(self, *args: Any, every_n_minutes: Optional[float] = None, every_n_steps: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if (every_n_minutes or 0) < 0 or every_n_steps < 0:
+            raise ValueError(
+                f"Checkpoint intervals must be positive (or 0 for never), got {every_n_minutes} minutes and "
+                f"{every_n_steps} steps; fix --checkpoint.every_n_minutes / --checkpoint.every_n_steps."
+            )
+        self.every_n_minutes, self.every_n_steps = every_n_minutes or 0, every_n_steps
+        self._last_step_in_last: Optional[int] = None  # global step that last.ckpt holds
+        self._last_write = time.monotonic()
+        self._step_at_batch_start = -1
+        self._unsafe = False  # between an optimizer step and the end of its batch
+        self._stop_signal: Optional[str] = None
+        self._previous_sigint: Any = None
+        self._training = False  # between on_train_start and on_train_end: an exception then saves last.ckpt
+
+    # -- Ctrl-C: stop at the next batch boundary, like SIGTERM ----------------------------------------------
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last_write = time.monotonic()
+        self._stop_signal, self._training = None, True
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigint = signal.signal(signal.SIGINT, self._make_sigint_handler(trainer))
+
+    def _make_sigint_handler(self, trainer: Trainer):
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_signal is not None:  # second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop_signal = "Ctrl-C"
+            trainer._signal_connector.received_sigterm = True  # Lightning's own stop at the next batch boundary
+
+        return handler
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self._previous_sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+    @property
+    def stop_reason(self) -> Optional[str]:
+        """'Ctrl-C' when the run was stopped by Ctrl-C (SIGTERMException then comes from it), else None."""
+        return self._stop_signal
+
+    # -- mid-epoch refreshes ----------------------------------------------------------------------------------
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        self._step_at_batch_start = trainer.global_step
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        self._unsafe = True
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._unsafe = False
+        stepped = trainer.global_step != self._step_at_batch_start  # not in the middle of gradient accumulation
+        if not stepped or self._should_skip_saving_checkpoint(trainer):
+            return
+        due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
+        if self.every_n_minutes:
+            late = time.monotonic() - self._last_write >= 60 * self.every_n_minutes
+            due = due or bool(trainer.strategy.broadcast(late))  # rank 0's clock decides for every rank
+        if due:
+            self.write_last(trainer)
+
+    # -- the moment training stops ----------------------------------------------------------------------------
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._training = False
+        if self.save_last and self._last_step_in_last != trainer.global_step:
+            self.write_last(trainer)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        if not (self.save_last and self._training) or self._last_step_in_last == trainer.global_step:
+            return
+        if self._unsafe or trainer.validating:
+            if trainer.is_global_zero:
+                rank_zero_warn(f"Stopped inside a step or a validation: {self.last_path} keeps the state of step "
+                               f"{self._last_step_in_last}.")
+            return
+        self.write_last(trainer)
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    @property
+    def last_path(self) -> str:
+        return self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
+
+    def write_last(self, trainer: Trainer) -> None:
+        """Write `last.ckpt` now, without touching the bookkeeping of the best checkpoint."""
+        if not self._finite(trainer):
+            return
+        self.last_model_path = self.last_path
+        trainer.save_checkpoint(self.last_model_path, self.save_weights_only)
+        self._last_step_in_last = trainer.global_step
+        self._last_write = time.monotonic()
+
+    def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_step_in_last = trainer.global_step
+        self._last_write = time.monotonic()
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        if self._finite(trainer):
+            super()._save_checkpoint(trainer, filepath)
+
+    def _finite(self, trainer: Trainer) -> bool:
+        if weights_are_finite(trainer.lightning_module):
+            return True
+        rank_zero_warn(f"Not saving a checkpoint at step {trainer.global_step}: the weights are not finite.")
+        return False

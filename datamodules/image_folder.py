@@ -1,0 +1,125 @@
+"""Reading images from disk for the DDPM data modules: a folder of photos (decoded in threads, unreadable
+files skipped with one warning) or the bundled animal-mnist cat silhouettes, as uint8 tensors `[N, C, H, W]`."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from PIL import Image, ImageOps
+
+from paradis.bundled import bundled_path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+CAT_LABEL = 2  # animal-mnist: label 2 = cat
+
+
+def load_image(path: Path, size: int, channels: int) -> torch.Tensor:
+    """One file -> uint8 `[channels, size, size]`: EXIF-rotated, RGB (or grey), shorter side resized to
+    `size` and centre-cropped. Raises OSError / UnidentifiedImageError for unreadable files."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB" if channels == 3 else "L")
+        image = ImageOps.fit(image, (size, size), Image.BICUBIC)  # resize + centre crop
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.reshape(size, size, -1).copy()).permute(2, 0, 1)
+
+
+def list_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) under `folder`, recursively, sorted; hidden files are ignored."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts))
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+
+
+def _try_load(path: Path, size: int, channels: int) -> Optional[torch.Tensor]:
+    try:
+        return load_image(path, size, channels)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def load_folder(folder: str | Path, size: int, channels: int = 3, workers: int = 4) -> tuple[torch.Tensor, list[Path]]:
+    """Every readable image under `folder` as one uint8 tensor `[N, C, size, size]`, and their paths.
+
+    Unreadable and non-image files are skipped with one warning that counts them; a folder without any
+    readable image is an error."""
+    folder = Path(folder)
+    files, others = checked_files(folder)
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes outside the GIL
+        loaded = list(pool.map(lambda p: _try_load(p, size, channels), files))
+    good = [(p, x) for p, x in zip(files, loaded) if x is not None]
+    bad = others + [p for p, x in zip(files, loaded) if x is None]
+    warn_skipped(folder, bad)
+    if not good:
+        raise no_readable_image(folder, len(bad))
+    return torch.stack([x for _, x in good]), [p for p, _ in good]
+
+
+def checked_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"Image folder {folder} does not exist; point --data.data_dir at a folder of JPEG/PNG/WebP/BMP images."
+        )
+    files, others = list_files(folder)
+    if not files:
+        raise FileNotFoundError(f"Image folder {folder} holds no JPEG/PNG/WebP/BMP images; add images there.")
+    return files, others
+
+
+def warn_skipped(folder: Path, bad: list[Path]) -> None:
+    if bad:
+        examples = ", ".join(str(p.relative_to(folder)) for p in bad[:3])
+        rank_zero_warn(f"Skipped {len(bad)} unreadable or non-image file(s) in {folder} (e.g. {examples}).")
+
+
+def no_readable_image(folder: Path, n_bad: int) -> FileNotFoundError:
+    return FileNotFoundError(f"No readable image in {folder} ({n_bad} file(s) there could not be read as images); "
+                             "put JPEG/PNG/WebP/BMP images there.")
+
+
+def lazy_folder(folder: str | Path, size: int, channels: int) -> "ImageFiles":
+    """The readable images under `folder`, decoded on access (for folders too large for memory). Only the
+    headers are checked here: cheap, and it catches non-images and most corrupt files."""
+    folder = Path(folder)
+    files, others = checked_files(folder)
+    readable, bad = [], []
+    for path in files:
+        try:
+            with Image.open(path):
+                readable.append(path)
+        except (OSError, ValueError):
+            bad.append(path)
+    warn_skipped(folder, bad + others)
+    if not readable:
+        raise no_readable_image(folder, len(bad))
+    return ImageFiles(readable, size, channels)
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Lazy reading for folders too large to hold in memory: one uint8 image per item."""
+
+    def __init__(self, files: list[Path], size: int, channels: int) -> None:
+        self.files, self.size, self.channels = files, size, channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return load_image(self.files[index], self.size, self.channels)
+
+
+def load_silhouettes() -> torch.Tensor:
+    """The 1,000 animal-mnist cat silhouettes (label 2) as uint8 `[1000, 1, 28, 28]`."""
+    with gzip.open(bundled_path("animal_mnist_data"), "rb") as f:
+        data = pickle.load(f, encoding="latin1")
+    with gzip.open(bundled_path("animal_mnist_labels"), "rb") as f:
+        labels = pickle.load(f, encoding="latin1")
+    data, labels = np.asarray(data), np.asarray(labels).reshape(-1)
+    cats = data[labels == CAT_LABEL].reshape(-1, 1, 28, 28)
+    return torch.from_numpy(np.ascontiguousarray(cats, dtype=np.uint8))

@@ -1,0 +1,143 @@
+"""Tokenised texts, their padding collator, and the resumable, sharded training order.
+
+- `TokenizedTexts`: token ids stored flat (one int32 tensor + offsets): cheap to cache and to index.
+- `Collator`: transformers' `DataCollatorWithPadding` (each batch padded to its longest text).
+- `TrainOrder`: the training order of one epoch, seeded by `seed + epoch`: shuffled, or length-grouped by
+  transformers' own `get_length_grouped_indices` (what its `LengthGroupedSampler` and
+  `DistributedLengthGroupedSampler` draw from), sharded across DDP ranks with no sample twice in an epoch,
+  and able to start mid-epoch.
+- `ResumableDataLoader`: a DataLoader that tells Lightning where it is in the epoch (`state_dict` /
+  `load_state_dict`, the protocol Lightning's CombinedLoader saves in checkpoints), so resuming a mid-epoch
+  checkpoint goes on from the next batch with the order an uninterrupted run would have had.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers.trainer_pt_utils import DistributedLengthGroupedSampler, get_length_grouped_indices
+
+
+class TokenizedTexts(Dataset):
+    """Token ids stored as one flat int32 tensor plus offsets (cheap to cache and to index)."""
+
+    def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, labels: Optional[torch.Tensor], texts: Optional[list[str]] = None) -> None:
+        self.ids, self.offsets, self.labels, self.texts = ids, offsets, labels, texts
+
+    @classmethod
+    def from_lists(cls, token_lists: list[list[int]], labels: Optional[list[int]], texts: Optional[list[str]] = None) -> "TokenizedTexts":
+        lengths = torch.tensor([len(t) for t in token_lists], dtype=torch.int64)
+        offsets = torch.zeros(len(token_lists) + 1, dtype=torch.int64)
+        offsets[1:] = lengths.cumsum(0)
+        ids = torch.tensor([i for t in token_lists for i in t], dtype=torch.int32)
+        return cls(ids, offsets, None if labels is None else torch.tensor(labels, dtype=torch.int64), texts)
+
+    @property
+    def lengths(self) -> list[int]:
+        return (self.offsets[1:] - self.offsets[:-1]).tolist()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"input_ids": self.ids[self.offsets[i] : self.offsets[i + 1]].tolist()}
+        if self.labels is not None:
+            item["labels"] = int(self.labels[i])
+        if self.texts is not None:
+            item["text"] = self.texts[i]
+        return item
+
+    def subset(self, n: Optional[int]) -> "TokenizedTexts":
+        if n is None or n >= len(self):
+            return self
+        end = int(self.offsets[n])
+        return TokenizedTexts(self.ids[:end], self.offsets[: n + 1], None if self.labels is None else self.labels[:n], None if self.texts is None else self.texts[:n])
+
+
+class Collator:
+    """DataCollatorWithPadding (pads each batch to its longest text); passes raw texts through."""
+
+    def __init__(self, tokenizer) -> None:
+        from transformers import DataCollatorWithPadding
+
+        # pad_to_multiple_of=8 keeps shapes few and tensor-core friendly; costs <1 % on CPU.
+        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8, return_tensors="pt")
+
+    def __call__(self, items: list[dict]) -> dict:
+        texts = [item.pop("text") for item in items] if items and "text" in items[0] else None
+        batch = self.pad(items)
+        if texts is not None:
+            batch["text"] = texts
+        return dict(batch)
+
+
+class TrainOrder(DistributedLengthGroupedSampler):
+    """transformers' `DistributedLengthGroupedSampler`, resumable mid-epoch, and a plain shuffle when not grouping.
+
+    Each epoch's order is drawn from `seed + epoch` (Lightning calls `set_epoch`). With `group_by_length`,
+    each run of `batch_size` has similar lengths (less padding): shuffled, cut into mega-batches of 50 batches,
+    each sorted by length (`get_length_grouped_indices`). Rank r of R takes every R-th index of the order; under DDP the
+    tail that does not divide by R is dropped, so no sample is seen twice in an epoch across ranks.
+    `start` (a position in the epoch's order, all ranks together) skips what a resumed run already used.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True,
+                 num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(batch_size, num_replicas=num_replicas, rank=rank, seed=seed, drop_last=num_replicas > 1, lengths=lengths)
+        self.group_by_length = group_by_length
+        self.start = 0
+
+    def order(self) -> list[int]:
+        """Every index of this epoch, in training order (before sharding)."""
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        if self.group_by_length:
+            # 50 batches per mega-batch: transformers' default on data of 200+ batches, also kept on small data
+            return get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=50, generator=generator)
+        return torch.randperm(len(self.lengths), generator=generator).tolist()
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.start = 0
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        start, self.start = self.start, 0  # a restored position applies to one pass only
+        return iter(self.order()[: self.total_size][start + self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def state_dict(self, used: int) -> dict:
+        """`used`: how far into this epoch's order training got (all ranks together)."""
+        return {"epoch": self.epoch, "position": used}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.start = int(state["epoch"]), int(state["position"])
+        if self.start >= self.total_size:  # saved at the end of an epoch: the next one starts from its beginning
+            self.epoch, self.start = self.epoch + 1, 0
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a `TrainOrder` that knows how many batches it has handed out this epoch.
+
+    Lightning fetches a sized loader's batches one at a time (no look-ahead), so the batches handed out are
+    the batches trained on; worker prefetching happens below this count.
+    """
+
+    sampler: TrainOrder
+
+    def __iter__(self):
+        self._start, self._batches = self.sampler.start, 0
+        for batch in super().__iter__():
+            self._batches += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        start, batches = getattr(self, "_start", self.sampler.start), getattr(self, "_batches", 0)
+        return self.sampler.state_dict(start + batches * self.batch_size * self.sampler.num_replicas)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)

@@ -1,0 +1,60 @@
+"""The code's shape (docs/design.md): imports flow one way, and no source file grows past ~300 lines."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("paradis", "lightning_modules", "datamodules", "callbacks", "apps")
+# package -> the project packages it may import (besides itself)
+ALLOWED = {
+    "paradis": set(),
+    "lightning_modules": {"paradis"},
+    "datamodules": {"paradis"},
+    "callbacks": {"paradis"},
+    "apps": {"paradis", "lightning_modules", "datamodules", "callbacks"},
+}
+MAX_LINES = 300
+
+
+def project_imports(path: Path) -> set[str]:
+    """Top-level project packages imported anywhere in the file (also inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found.update(name.split(".")[0] for name in names if name.split(".")[0] in PACKAGES)
+    return found
+
+
+def source_files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_imports_flow_one_way(package):
+    wrong = {}
+    for path in source_files(package):
+        bad = project_imports(path) - ALLOWED[package] - {package}
+        if bad:
+            wrong[str(path.relative_to(ROOT))] = sorted(bad)
+    assert not wrong, f"{package}/ may import only {sorted(ALLOWED[package]) or 'nothing of the project'}: {wrong}"
+
+
+def test_the_checker_sees_a_wrong_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from datamodules.mnist import MNISTDataModule\nimport paradis.images\n")
+    assert project_imports(bad) == {"datamodules", "paradis"}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_files_stay_small(package):
+    long = {str(p.relative_to(ROOT)): n for p in source_files(package) if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"files over {MAX_LINES} lines: {long}; split them by job (docs/design.md)"

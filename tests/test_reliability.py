@@ -1,0 +1,86 @@
+"""`last.ckpt` is the run's last state whatever stopped it, and a diverging run stops at once with one sentence
+and finite checkpoints (issue 13, items 2 and 4)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from apps.cli import ParadisCLI
+from resume_tools import DDPM, MNIST, ckpt, fit
+from text_fixtures import make_tiny_distilbert
+
+
+def fit_cli(*args: str) -> ParadisCLI:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.argv", ["paradis"])
+        return ParadisCLI(args=["fit", *args])
+
+
+@pytest.mark.parametrize("way, args", [
+    ("max_epochs, validation twice an epoch", ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5",
+                                             "--trainer.val_check_interval", "0.5"]),
+    ("max_steps mid-epoch", ["--trainer.max_steps", "6"]),
+    ("max_time mid-epoch", ["--trainer.max_time", "00:00:00:01", "--trainer.limit_train_batches", "1.0",
+                            "--model.hidden_sizes", "[256, 256]", "--data.batch_size", "8"]),
+    ("early stopping", ["--trainer.max_epochs", "5", "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+                        "--trainer.callbacks.monitor", "val/acc", "--trainer.callbacks.mode", "max",
+                        "--trainer.callbacks.patience", "0", "--trainer.callbacks.min_delta", "1.0"]),
+])
+def test_last_checkpoint_is_where_training_stopped(tmp_path, way, args):
+    cli = fit_cli(*MNIST, "--run_dir", str(tmp_path), *args)
+    last = ckpt(tmp_path / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == cli.trainer.global_step > 0, way
+    if "max_time" in way:  # 2 s of 8-image batches: stopped inside the first epoch
+        assert 0 < cli.trainer.global_step < 64
+    if "early" in way:
+        assert cli.trainer.current_epoch == 2 and last["global_step"] == 8
+
+
+DIVERGED = re.compile(r"^paradis: error: the (loss|gradients) became (NaN|inf) at epoch (\d+), step (\d+); lower "
+                      r"--model\.lr, set --trainer\.gradient_clip_val 1\.0, or train in 32-bit precision$")
+
+
+def assert_diverged_cleanly(run, err: str, code: int) -> int:
+    """Exit 1, the one sentence, and checkpoints without a non-finite tensor; the step it names."""
+    assert code == 1
+    line = err.strip().splitlines()[-1]
+    match = DIVERGED.match(line)
+    assert match, line
+    files = list((run / "checkpoints").glob("*.ckpt"))
+    assert files
+    for path in files:
+        checkpoint = ckpt(path)
+        for key in ("state_dict", "current_model_state"):
+            assert all(torch.isfinite(v).all() for v in checkpoint.get(key, {}).values() if v.is_floating_point())
+    assert ckpt(run / "checkpoints" / "last.ckpt")["global_step"] == int(match.group(4))
+    return int(match.group(4))
+
+
+def test_mnist_divergence_stops_with_finite_checkpoints(tmp_path, capsys):
+    # one batch per epoch: best.ckpt is written by the first validations, before the loss overflows
+    code = fit(*MNIST, "--run_dir", str(tmp_path), "--trainer.max_epochs", "20", "--trainer.limit_train_batches", "1",
+               "--model.optimizer", "sgd", "--model.lr", "1e8")
+    step = assert_diverged_cleanly(tmp_path, capsys.readouterr().err, code)
+    assert (tmp_path / "checkpoints" / "best.ckpt").is_file() and step >= 1
+
+
+def test_ddpm_divergence_stops_with_finite_checkpoints(tmp_path, capsys):
+    code = fit(*DDPM, "--run_dir", str(tmp_path), "--model.lr", "1e30", "--model.warmup_steps", "0")
+    assert_diverged_cleanly(tmp_path, capsys.readouterr().err, code)
+
+
+@pytest.fixture(scope="module")
+def tiny_text(tmp_path_factory) -> list[str]:
+    tiny = make_tiny_distilbert(tmp_path_factory.mktemp("tiny_distilbert"))
+    data = tmp_path_factory.mktemp("text_data")
+    return ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path", str(tiny),
+            "--data.data_dir", str(data)]
+
+
+def test_text_divergence_stops_with_finite_checkpoints(tiny_text, tmp_path, capsys):
+    code = fit(*tiny_text, "--run_dir", str(tmp_path), "--model.lr", "1e30", "--model.warmup_ratio", "0.0",
+               "--trainer.max_epochs", "5")
+    assert_diverged_cleanly(tmp_path, capsys.readouterr().err, code)
