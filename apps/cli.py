@@ -19,7 +19,6 @@ and exit code 2 (set PARADIS_DEBUG=1 for the traceback).
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import sys
@@ -41,8 +40,7 @@ from apps.cli_parser import ParadisParser, requested_subcommand
 from callbacks.speed import EpochStats
 from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard
 from paradis.checkpoint import check_class, progress, qualified_name, read_checkpoint
-from paradis.quiet import silence_library_noise
-from paradis.runtime import skip_nvml_probe_without_gpu
+from paradis.runtime import prepare_process
 
 # Errors that come from what the user typed or pointed at, shown as one sentence.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError, CheckpointNotWritten)
@@ -80,8 +78,7 @@ class ParadisCLI(LightningCLI):
         )
 
     def subcommands(self) -> dict[str, set[str]]:
-        """Only the subcommand asked for gets its parser: each costs ~0.1 s of start-up (issue 12). With none
-        asked for (`paradis --help`, a typo) all four are built, so the help and the error list them all."""
+        """Only the requested subcommand's parser (~0.1 s of start-up each); all four for `--help` or a typo."""
         every = LightningCLI.subcommands()
         requested = getattr(self, "_requested", None)
         return {requested: every[requested]} if requested else every
@@ -278,12 +275,7 @@ def user_error_message(err: BaseException) -> str:
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    silence_library_noise()
-    skip_nvml_probe_without_gpu()
-    if args is None:  # the console script (not an in-process caller such as a test, which would keep its garbage)
-        # The ~10^6 objects the imports made live until the process ends: take them out of the garbage collector's
-        # view. Measured: the interpreter's exit costs ~1.3 s less CPU, and gen-2 collections skip them.
-        gc.freeze()
+    prepare_process(console=args is None)  # quiet libraries, no NVML probe without a GPU, gc.freeze()
     try:
         ParadisCLI(args=args)
     except USER_ERRORS as err:
