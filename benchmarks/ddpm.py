@@ -5,6 +5,7 @@ U-Net and data) and sampling wall time (DDIM vs DDPM).
     python benchmarks/ddpm.py train --unet seed --steps 8 --batch-size 8       # the seed's U-Net at 32 px
     python benchmarks/ddpm.py sample --n 16 --ddim-steps 50 --ddpm-steps 1000
     python benchmarks/ddpm.py plot runs/ddpm_silhouettes docs/ddpm/loss.png    # loss curves from TensorBoard
+    python benchmarks/ddpm.py ema --unet cats32 --batch-size 64                # EMA update vs training step
 
 Both training loops do the same work per step: uint8 batch -> [-1, 1] + random flip, random timesteps and
 noise, add_noise, U-Net forward, MSE, backward, AdamW step, LR-scheduler step. The first `--warmup` steps
@@ -39,6 +40,12 @@ UNETS = {
     # configs/ddpm_silhouettes.yaml
     "silhouettes": dict(model_channels=32, channel_mult=[1, 2, 2], num_res_blocks=1, attention_resolutions=[8],
                         attention_head_dim=32),
+    # configs/ddpm_cats32_cpu.yaml (photos at 32 px on CPU)
+    "cats32": dict(model_channels=32, channel_mult=[1, 2, 3, 4], num_res_blocks=1, attention_resolutions=[8],
+                   attention_head_dim=32),
+    # issue 11's calibration net: 64 ch x [1, 2, 2] (4.4M), ~25 images/s, colour blobs after 10 min
+    "calib64": dict(model_channels=64, channel_mult=[1, 2, 2], num_res_blocks=1, attention_resolutions=[8],
+                    attention_head_dim=64),
     # configs/ddpm_cats.yaml (the seed's), here at 32 px: attention at 16x16 is the second level
     "seed": dict(model_channels=192, channel_mult=[1, 2, 3, 4], num_res_blocks=2, attention_resolutions=[16],
                  attention_head_dim=64, dropout=0.1),
@@ -199,6 +206,38 @@ def plot_losses(args) -> None:
     print(f"RESULT plot written to {args.out}")
 
 
+def bench_ema(args) -> None:
+    """One EMA update (Lightning's EMAWeightAveraging: `AveragedModel` + `get_ema_multi_avg_fn`, foreach lerp)
+    against one training step of the same U-Net (forward, backward, AdamW), best of `--repeats` x 5."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    module = make_module(args.unet, 3)
+    x = torch.rand(args.batch_size, 3, 32, 32) * 2 - 1
+    t = torch.randint(0, 1000, (args.batch_size,))
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(0.999), use_buffers=True)
+
+    def step() -> None:
+        loss = module.loss(x, t, torch.randn_like(x))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(args.repeats * 5):
+            start = time.process_time()
+            fn()
+            times.append(time.process_time() - start)
+        return min(times)
+
+    step_s, ema_s = best(step), best(lambda: ema.update_parameters(module))
+    params = sum(p.numel() for p in module.parameters()) / 1e6
+    print(f"RESULT ema unet={args.unet} ({params:.1f}M params) batch={args.batch_size}: step {step_s * 1000:.1f} ms, "
+          f"EMA update {ema_s * 1000:.2f} ms ({100 * ema_s / step_s:.1f} % of a step), CPU time")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -214,11 +253,15 @@ def main() -> None:
     sample.add_argument("--n", type=int, default=16)
     sample.add_argument("--ddim-steps", type=int, default=50)
     sample.add_argument("--ddpm-steps", type=int, default=1000)
+    ema = sub.add_parser("ema")
+    ema.add_argument("--unet", choices=UNETS, default="cats32")
+    ema.add_argument("--batch-size", type=int, default=64)
+    ema.add_argument("--repeats", type=int, default=3)
     plot = sub.add_parser("plot")
     plot.add_argument("run_dir")
     plot.add_argument("out")
     args = parser.parse_args()
-    {"train": bench_train, "sample": bench_sample, "plot": plot_losses}[args.what](args)
+    {"train": bench_train, "sample": bench_sample, "ema": bench_ema, "plot": plot_losses}[args.what](args)
 
 
 if __name__ == "__main__":

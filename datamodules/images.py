@@ -86,11 +86,6 @@ class _GeneratorData(LightningDataModule):
         self.train = self.val = None  # uint8 tensors, or Datasets when read lazily
         self.workers = 0  # DataLoader workers, for lazily read folders only
 
-    def __str__(self) -> str:
-        # LightningDataModule.__str__ builds every loader (and fails on TensorBatches); jsonargparse prints
-        # data modules in its link messages, so keep this cheap.
-        return type(self).__name__
-
     def load(self):
         """All images: a uint8 tensor `[N, C, H, W]` (or a Dataset of them)."""
         raise NotImplementedError
@@ -109,6 +104,11 @@ class _GeneratorData(LightningDataModule):
             self.val = torch.utils.data.Subset(images, order[:n_val].tolist())
             self.train = torch.utils.data.Subset(images, order[n_val:].tolist())
         rank_zero_info(f"{type(self).__name__}: {len(self.train)} training and {len(self.val)} validation images")
+
+    def __str__(self) -> str:
+        """Lightning's default lists every loader's dataset size and fails on `TensorBatches` (an iterable of
+        tuples, not a DataLoader); jsonargparse prints it when the CLI's `data.class_names` link finds none."""
+        return f"{type(self).__name__}(image_size={self.image_size}, batch_size={self.batch_size})"
 
     @property
     def device(self) -> torch.device:

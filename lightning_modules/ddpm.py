@@ -60,7 +60,7 @@ class DDPM(LightningModule):
         export_on_fit_end: write `<run folder>/pipeline/` (a diffusers DDPMPipeline) when fit ends.
         tf32, cudnn_benchmark, channels_last, fused_adamw: CUDA speed settings (on; no effect on CPU).
         compile: `torch.compile` the U-Net (falls back to eager with one line when it cannot compile).
-        gradient_checkpointing: recompute U-Net activations in backward (less memory, ~30 % more time).
+        gradient_checkpointing: recompute U-Net activations in backward (less memory, more time; `make gpu-check` measures both).
     """
 
     monitor = "val/loss"

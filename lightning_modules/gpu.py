@@ -61,9 +61,9 @@ class Compiled:
     dicts, checkpoints and copies of the owner never see it. Compilation happens at the first call; if it
     fails (no C++ compiler / Triton, an unsupported op) one line says so and the module runs eagerly."""
 
-    def __init__(self, module: torch.nn.Module, mode: str | None = None) -> None:
+    def __init__(self, module: torch.nn.Module, mode: str | None = None, backend: Any = "inductor") -> None:
         self.module = module
-        self.compiled = torch.compile(module, mode=mode)
+        self.compiled = torch.compile(module, mode=mode, backend=backend)
         self.checked = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

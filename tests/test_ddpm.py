@@ -295,7 +295,9 @@ def test_fid_kid_logged_with_a_substitute_feature_extractor(tmp_path):
     fid = FID(every_n_epochs=1, max_images=16, steps=2, batch_size=8, feature=TinyFeatures(), kid_subset_size=8)
     data = SilhouetteDataModule(batch_size=16, eval_batch_size=16)
     fit = trainer(tmp_path, [fid], max_epochs=1)
-    fit.fit(tiny(), data)
+    module = tiny(gradient_checkpointing=True)  # switched on in setup; the run is otherwise the same
+    fit.fit(module, data)
+    assert module.unet.is_gradient_checkpointing
     metrics = fit.callback_metrics
     assert {"val/fid", "val/kid"} <= metrics.keys() and fid.available is True
     assert float(metrics["val/fid"]) == pytest.approx(fid.last["val/fid"]) and fid.last["val/fid"] > 0
@@ -323,3 +325,110 @@ def test_fid_skipped_in_one_line_when_inception_is_unavailable(tmp_path, monkeyp
     assert fit.current_epoch == 2 and fid.available is False, "training went on"
     lines = [r.getMessage() for r in caplog.records if "FID/KID skipped" in r.getMessage()]
     assert len(lines) == 1 and "training goes on" in lines[0]
+
+
+# -- issue 9 / 11 / 13 additions ---------------------------------------------------------------------
+def test_ddpm_overfits_one_batch():
+    """Fixed images, timesteps and noise: 40 AdamW steps must cut the loss by more than half."""
+    module = tiny(prediction_type="v_prediction")
+    images = normalize(SilhouetteDataModule().load()[:8])
+    generator = torch.Generator().manual_seed(0)
+    timesteps, noise = torch.randint(0, 1000, (8,), generator=generator), torch.randn(images.shape, generator=generator)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = module.loss(images, timesteps, noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses[::8]
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_v_prediction_sampling_matches_the_diffusers_pipeline(sampler):
+    from diffusers import DDIMPipeline, DDIMScheduler
+
+    module = tiny(prediction_type="v_prediction", schedule="cosine")
+    pipe = build_pipeline(module)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    if sampler == "ddim":
+        pipe = DDIMPipeline(unet=pipe.unet, scheduler=DDIMScheduler.from_config(pipe.scheduler.config))
+    kwargs = {"eta": 0.0} if sampler == "ddim" else {}
+    theirs = pipe(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(5), output_type="np",
+                  **kwargs).images
+    ours = module.sample(2, steps=4, sampler=sampler, generator=torch.Generator().manual_seed(5))
+    assert np.allclose(theirs, ours.permute(0, 2, 3, 1).numpy(), atol=1e-4)
+
+
+def write_images(folder: Path, n: int, size: tuple[int, int] = (20, 24)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_image_folder_greyscale_and_random_crops(tmp_path):
+    folder = write_images(tmp_path / "rgb", 5)
+    grey = ImageFolderDataModule(data_dir=str(folder), image_size=8, channels=1, val_fraction=0.2, batch_size=4)
+    grey.setup("fit")
+    assert grey.train.shape == (4, 1, 8, 8) and grey.val.shape == (1, 1, 8, 8)
+    expected = np.asarray(Image.open(folder / "0.png").convert("L").resize((8, 8)))  # square-ish: fit ~ resize
+    assert np.abs(load_folder(folder, 8, channels=1)[0][0, 0].numpy().astype(int) - expected).mean() < 40
+
+    cropped = ImageFolderDataModule(data_dir=str(folder), image_size=8, load_size=12, val_fraction=0.2, batch_size=4,
+                                    hflip=False)
+    cropped.setup("fit")
+    assert cropped.train.shape[-1] == 12
+    from datamodules.images import crop
+
+    torch.manual_seed(0)
+    batch = crop(cropped.train, 8, random=True)
+    assert batch.shape == (4, 3, 8, 8)
+    for image, full in zip(batch, cropped.train):  # every random crop is a window of its own image
+        windows = full.unfold(1, 8, 1).unfold(2, 8, 1).permute(1, 2, 0, 3, 4).reshape(-1, 3, 8, 8)
+        assert (windows == image).flatten(1).all(1).any()
+    assert torch.equal(crop(cropped.val, 8, random=False), cropped.val[..., 2:10, 2:10])
+    with pytest.raises(ValueError, match="load_size 6 is smaller"):
+        ImageFolderDataModule(data_dir=str(folder), image_size=8, load_size=6)
+
+
+def test_folder_without_a_readable_image_is_one_sentence_naming_it(tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"not a jpeg")
+    (folder / "b.png").write_bytes(b"")
+    for max_memory_mb in (4096, 0):  # decoded in memory, and read lazily
+        with pytest.warns(UserWarning, match="Skipped 2"), pytest.raises(FileNotFoundError) as error:
+            ImageFolderDataModule(data_dir=str(folder), max_memory_mb=max_memory_mb).setup("fit")
+        message = str(error.value)
+        assert message.startswith(f"No readable image in {folder} ") and message.count(".") <= 2 and "\n" not in message
+
+
+def test_compile_falls_back_to_eager_in_one_line(caplog):
+    from lightning_modules.gpu import Compiled
+
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    net = torch.nn.Linear(3, 2)
+    compiled = Compiled(net, backend=broken_backend)
+    x = torch.randn(4, 3)
+    assert torch.equal(compiled(x), net(x)) and compiled.compiled is None
+    lines = [r.getMessage() for r in caplog.records if "torch.compile could not compile" in r.getMessage()]
+    assert len(lines) == 1 and "running eagerly" in lines[0]
+    assert torch.equal(compiled(x), net(x))
+
+
+def test_gpu_settings_are_cpu_no_ops():
+    from lightning_modules import gpu
+
+    precision = torch.get_float32_matmul_precision()
+    gpu.cuda_settings("cpu")
+    assert torch.get_float32_matmul_precision() == precision
+    module = tiny()
+    assert gpu.channels_last(module.unet, "cpu") is False
+    assert next(module.unet.parameters()).is_contiguous()
+    optimizer = gpu.adamw(module.parameters(), 1e-3, "cpu")
+    assert not optimizer.defaults.get("fused")

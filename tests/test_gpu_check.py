@@ -1,0 +1,43 @@
+"""`make gpu-check` cannot rot: its `--dry-run` (the same code at toy sizes, on CPU) runs every section."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gpu_check  # noqa: E402
+
+
+def test_gpu_check_dry_run_writes_every_section(tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert gpu_check.main([str(tmp_path), "--dry-run"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert list(report["sections"]) == list(gpu_check.SECTIONS)
+    for name, section in report["sections"].items():
+        assert "error" not in section, (name, section["error"])
+    tasks = {k: v for k, v in report["sections"]["tasks"].items() if not k.startswith("_")}
+    assert len(tasks) == 4 * 2 and all(run["ok"] for run in tasks.values()), tasks
+    ddpm = report["sections"]["ddpm"]
+    assert ddpm["32 / paradis"]["images_per_s"] > 0 and ddpm["bf16-mixed + gradient checkpointing / bare diffusers loop"]["images_per_s"] > 0
+    assert ddpm["32 / bare diffusers loop"]["ema_update_ms"] > 0
+    assert report["sections"]["text"]["hf Trainer + peft samples/s"] > 0
+    assert (tmp_path / "cats64_samples.png").is_file() and (tmp_path / "cats64_loss.png").is_file()
+    markdown = (tmp_path / "gpu_check.md").read_text()
+    assert markdown.startswith(f"# Paradis GPU check: {report['device']}") and "## train64" in markdown
+
+
+def test_gpu_check_without_a_gpu_says_so(capsys):
+    if torch.cuda.is_available():
+        return
+    assert gpu_check.main(["unused"]) == 2
+    assert "No CUDA GPU" in capsys.readouterr().err
