@@ -18,6 +18,8 @@ WARM_MODULES = (
     "jsonargparse",
     "callbacks.initial_weights",
     "callbacks.metrics_file",
+    "fsspec",  # the rest are imported on first use by a checkpoint save and TensorBoard
+    "attr",
 )
 
 for name in WARM_MODULES:
