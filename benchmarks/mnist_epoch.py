@@ -37,6 +37,7 @@ from callbacks.histograms import GradientHistograms  # noqa: E402
 from callbacks.speed import EpochStats  # noqa: E402
 from datamodules.mnist import MNISTDataModule, load_bundled  # noqa: E402
 from lightning_modules.mnist import MNISTClassifier  # noqa: E402
+from paradis.runtime import skip_nvml_probe_without_gpu  # noqa: E402
 
 TRAIN_SIZE = 50_000
 
@@ -125,6 +126,8 @@ def main() -> None:
     parser.add_argument("--arch", default="mlp", choices=["mlp", "cnn"])
     parser.add_argument("--skip-naive", action="store_true")
     args = parser.parse_args()
+    # What `paradis` does at start-up; a plain PyTorch script never has Lightning's NVML setting at all.
+    skip_nvml_probe_without_gpu()
 
     all_images, all_labels, test_images, test_labels = load_bundled()
     generator = torch.Generator().manual_seed(42)

@@ -31,6 +31,7 @@ from callbacks.histograms import GradientHistograms  # noqa: E402
 from callbacks.speed import EpochStats  # noqa: E402
 from datamodules.mnist import MNISTDataModule  # noqa: E402
 from lightning_modules.mnist import MNISTClassifier  # noqa: E402
+from paradis.runtime import skip_nvml_probe_without_gpu  # noqa: E402
 
 WARMUP = 200
 
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=700)
     parser.add_argument("--profile", help="write a cProfile of the steady state of the Lightning loops here")
     args = parser.parse_args()
+    # What `paradis` does at start-up; a plain PyTorch script never has Lightning's NVML setting at all.
+    skip_nvml_probe_without_gpu()
     for loop in args.loops:
         seconds = run_plain(args.steps) if loop == "plain" else run_lightning(args.steps, loop == "paradis", args.profile)
         print(f"{loop}: {1000 * seconds / (args.steps - WARMUP):.2f} CPU ms/step", flush=True)

@@ -1,11 +1,15 @@
 """Text model benchmark (CPU): throughput vs the transformers Trainer, accuracy on a budget, checkpoint size.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/text.py [--steps 30] [--budget-steps 500] [--skip-accuracy]
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/text.py [--steps 30] [--budget-steps 500] [--skip-accuracy] [--all-padding]
 
 1. Fine-tuning samples/s, bundled MiniLM + LoRA (r=8, query/value), same pre-tokenised bundled
-   reviews, batch size and max length: our Lightning module + TextDataModule vs `transformers.Trainer`
-   + peft (the docs recipe: DataCollatorWithPadding; and the fixed-length recipe, padding="max_length").
-   Steady state: timed from step `--warmup` to the last step; the runs alternate, best of `--repeats`.
+   reviews, batch size and max length: Paradis (our Lightning module + TextDataModule, length-grouped as in
+   the configs) vs `transformers.Trainer` + peft with its own length grouping
+   (`train_sampling_strategy="group_by_length"`, the fair comparison); `--all-padding` adds both without
+   grouping and the fixed-length recipe (padding="max_length").
+   Steady state: timed from step `--warmup` to the last step; the runs alternate, best of `--repeats`. Also
+   samples per CPU-second of the process (with 1 thread: robust to a machine shared with other jobs).
+   `--bf16` adds the pair in bf16 autocast (Lightning `precision="bf16-mixed"`, HF `bf16=True`).
 2. Held-out accuracy of MiniLM + LoRA on the bundled reviews' fixed test split after `--budget-steps`
    optimizer steps (the CPU budget; the wall time is reported).
 3. Checkpoint sizes: LoRA vs full fine-tuning checkpoints (Lightning .ckpt with optimizer state) for
@@ -32,18 +36,23 @@ from datamodules.text import TextDataModule  # noqa: E402
 from lightning_modules.text import TextClassifier  # noqa: E402
 
 MODEL = "bundled:minilm"
+CLASSES = ["negative", "positive"]
+PARADIS = "paradis (TextClassifier + TextDataModule, group_by_length)"
+HF_GROUPED = "hf Trainer + peft (train_sampling_strategy=group_by_length)"
 
 
 class StepClock(Callback):
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end, self.samples = warmup, None, None, 0
+        self.warmup, self.start, self.end, self.samples, self.tokens = warmup, None, None, 0, 0
+        self.cpu_start = self.cpu_end = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
         elif trainer.global_step > self.warmup:
             self.samples += len(batch["labels"])
-            self.end = time.perf_counter()
+            self.tokens += batch["input_ids"].numel()  # padded tokens: what the model computes on
+            self.end, self.cpu_end = time.perf_counter(), time.process_time()
 
 
 def data_module(args, tmp: str, group_by_length: bool, **kwargs) -> TextDataModule:
@@ -51,17 +60,17 @@ def data_module(args, tmp: str, group_by_length: bool, **kwargs) -> TextDataModu
                           group_by_length=group_by_length, data_dir=tmp, seed=0, **kwargs)
 
 
-def lightning_samples_per_s(args, tmp: str, group_by_length: bool) -> float:
+def lightning_samples_per_s(args, tmp: str, group_by_length: bool, precision: str = "32") -> tuple[float, float, float]:
     seed_everything(0, verbose=False)
-    module = TextClassifier(MODEL, lr=1e-3, max_length=args.max_length)
+    module = TextClassifier(MODEL, lr=1e-3, max_length=args.max_length, class_names=CLASSES)
     clock = StepClock(args.warmup)
-    trainer = Trainer(accelerator="cpu", max_steps=args.warmup + args.steps, limit_val_batches=0, logger=False,
+    trainer = Trainer(accelerator="cpu", max_steps=args.warmup + args.steps, limit_val_batches=0, logger=False, precision=precision,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
     trainer.fit(module, datamodule=data_module(args, tmp, group_by_length))
-    return clock.samples / (clock.end - clock.start)
+    return clock.samples / (clock.end - clock.start), clock.tokens / clock.samples, clock.samples / (clock.cpu_end - clock.cpu_start)
 
 
-def hf_samples_per_s(args, tmp: str, padding: str) -> float:
+def hf_samples_per_s(args, tmp: str, padding: str, group_by_length: bool = False, bf16: bool = False) -> tuple[float, float, float]:
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer as HFTrainer,
                               TrainerCallback, TrainingArguments)
@@ -81,43 +90,62 @@ def hf_samples_per_s(args, tmp: str, padding: str) -> float:
     model = get_peft_model(base, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]))
 
     class Clock(TrainerCallback):
-        start = end = None
+        start = end = cpu_start = cpu_end = None
 
         def on_step_end(self, targs, state, control, **kwargs):
             if state.global_step == args.warmup:
-                Clock.start = time.perf_counter()
+                Clock.start, Clock.cpu_start = time.perf_counter(), time.process_time()
             elif state.global_step > args.warmup:
-                Clock.end = time.perf_counter()
+                Clock.end, Clock.cpu_end = time.perf_counter(), time.process_time()
 
     targs = TrainingArguments(output_dir=str(Path(tmp) / "hf"), per_device_train_batch_size=args.batch_size,
                               max_steps=args.warmup + args.steps, learning_rate=1e-3, weight_decay=0.01, warmup_steps=0.1,
                               lr_scheduler_type="linear", logging_strategy="no", save_strategy="no", report_to="none",
-                              use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0)
-    trainer = HFTrainer(model=model, args=targs, train_dataset=items, data_collator=DataCollatorWithPadding(tokenizer),
-                        callbacks=[Clock()])
+                              use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0, bf16=bf16,
+                              train_sampling_strategy="group_by_length" if group_by_length else "random")
+    pad, shapes = DataCollatorWithPadding(tokenizer), []
+
+    def collate(features):
+        batch = pad(features)
+        shapes.append(batch["input_ids"].shape)
+        return batch
+
+    trainer = HFTrainer(model=model, args=targs, train_dataset=items, data_collator=collate, callbacks=[Clock()])
     trainer.train()
-    return args.steps * args.batch_size / (Clock.end - Clock.start)
+    timed = shapes[args.warmup : args.warmup + args.steps]  # step k trains on batch k - 1
+    samples = args.steps * args.batch_size
+    return samples / (Clock.end - Clock.start), sum(b * t for b, t in timed) / samples, samples / (Clock.cpu_end - Clock.cpu_start)
 
 
 def throughput(args, tmp: str) -> dict:
     runs = {
-        "lightning (dynamic padding)": lambda: lightning_samples_per_s(args, tmp, False),
-        "lightning (dynamic padding + group_by_length)": lambda: lightning_samples_per_s(args, tmp, True),
-        "hf Trainer + peft (DataCollatorWithPadding)": lambda: hf_samples_per_s(args, tmp, "longest"),
-        "hf Trainer + peft (padding=max_length)": lambda: hf_samples_per_s(args, tmp, "max_length"),
+        PARADIS: lambda: lightning_samples_per_s(args, tmp, True),
+        HF_GROUPED: lambda: hf_samples_per_s(args, tmp, "longest", group_by_length=True),
     }
-    best = {name: 0.0 for name in runs}
+    if args.bf16:
+        runs.update({
+            PARADIS + " bf16-mixed": lambda: lightning_samples_per_s(args, tmp, True, "bf16-mixed"),
+            HF_GROUPED + " bf16=True": lambda: hf_samples_per_s(args, tmp, "longest", group_by_length=True, bf16=True),
+        })
+    if args.all_padding:
+        runs.update({
+            "paradis (dynamic padding, no grouping)": lambda: lightning_samples_per_s(args, tmp, False),
+            "hf Trainer + peft (DataCollatorWithPadding, no grouping)": lambda: hf_samples_per_s(args, tmp, "longest"),
+            "hf Trainer + peft (padding=max_length)": lambda: hf_samples_per_s(args, tmp, "max_length"),
+        })
+    best = {name: (0.0, 0.0, 0.0) for name in runs}
     for repeat in range(args.repeats):
         for name, run in runs.items():
-            value = run()
-            best[name] = max(best[name], value)
-            print(f"  [{repeat}] {name}: {value:.1f} samples/s", flush=True)
+            value, tokens, per_cpu_s = run()
+            best[name] = (max(best[name][0], value), tokens, max(best[name][2], per_cpu_s))
+            print(f"  [{repeat}] {name}: {value:.2f} samples/s, {per_cpu_s:.1f} samples per CPU-second, "
+                  f"{tokens:.1f} padded tokens/sample", flush=True)
     return best
 
 
 def accuracy_on_budget(args, tmp: str, run_dir: str) -> dict:
     seed_everything(0, verbose=False)
-    module = TextClassifier(MODEL, lr=args.lr, max_length=args.max_length, modules_to_save=args.modules_to_save)
+    module = TextClassifier(MODEL, lr=args.lr, max_length=args.max_length, modules_to_save=args.modules_to_save, class_names=CLASSES)
     data = data_module(args, tmp, True)
     trainer = Trainer(accelerator="cpu", max_steps=args.budget_steps, limit_val_batches=0, logger=False,
                       enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, default_root_dir=run_dir)
@@ -140,7 +168,7 @@ def checkpoint_sizes(args, tmp: str, lora_ckpt: Path | None) -> dict:
         if method == "lora" and lora_ckpt is not None:
             path = lora_ckpt
         else:
-            module = TextClassifier(MODEL, peft_method=method, max_length=args.max_length)
+            module = TextClassifier(MODEL, peft_method=method, max_length=args.max_length, class_names=CLASSES)
             trainer = Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False, enable_progress_bar=False,
                               enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp)
             trainer.fit(module, datamodule=data)
@@ -175,6 +203,8 @@ def main() -> None:
     parser.add_argument("--modules-to-save", nargs="*", default=["pooler"], help="extra trained modules (accuracy run)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is faster on a shared, busy CPU")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--all-padding", action="store_true", help="also the runs without length grouping")
+    parser.add_argument("--bf16", action="store_true", help="also both in bf16 autocast (CPUs with bf16 support)")
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
     if args.threads:
@@ -186,9 +216,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_throughput:
             best = throughput(args, tmp)
-            baseline = best["hf Trainer + peft (DataCollatorWithPadding)"]
-            report["samples_per_s"] = {k: round(v, 1) for k, v in best.items()}
-            report["speedup_vs_hf_dynamic_padding"] = {k: round(v / baseline, 2) for k, v in best.items()}
+            baseline, baseline_tokens, baseline_cpu = best[HF_GROUPED]
+            report["samples_per_s"] = {k: round(v, 2) for k, (v, _, _) in best.items()}
+            report["samples_per_cpu_s"] = {k: round(c, 1) for k, (_, _, c) in best.items()}
+            report["padded_tokens_per_sample"] = {k: round(t, 1) for k, (_, t, _) in best.items()}
+            report["speedup_vs_hf_group_by_length"] = {k: round(v / baseline, 2) for k, (v, _, _) in best.items()}
+            report["cpu_time_speedup_vs_hf_group_by_length"] = {k: round(c / baseline_cpu, 2) for k, (_, _, c) in best.items()}
         lora_ckpt = None
         if not args.skip_accuracy:
             accuracy = accuracy_on_budget(args, tmp, tmp)

@@ -51,18 +51,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomically(checkpoint, Path(path))
 
 
+class CheckpointNotWritten(OSError):
+    """A checkpoint could not be written (disk full, permissions); `str()` is the sentence a user sees."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def write_atomically(obj: Any, path: Path) -> None:
     """Save `obj` with `torch.save` so that `path` is at every moment the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, CheckpointNotWritten):
+            raise CheckpointNotWritten(err.errno, (
+                f"Cannot write {path} ({err.strerror or err}); free space or fix the permissions of {path.parent}, "
+                "then resume with `--ckpt_path last` (the previous checkpoint there is intact)."
+            )) from err
         raise
     try:  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
@@ -103,12 +115,13 @@ class RunCheckpoint(ModelCheckpoint):
         self._stop_signal: Optional[str] = None
         self._previous_sigint: Any = None
         self._training = False  # between on_train_start and on_train_end: an exception then saves last.ckpt
+        self.started = False  # training began (the run folder now holds this run's files)
 
     # -- Ctrl-C: stop at the next batch boundary, like SIGTERM ----------------------------------------------
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._last_write = time.monotonic()
-        self._stop_signal, self._training = None, True
+        self._stop_signal, self._training, self.started = None, True, True
         if threading.current_thread() is threading.main_thread():
             self._previous_sigint = signal.signal(signal.SIGINT, self._make_sigint_handler(trainer))
 
@@ -144,10 +157,15 @@ class RunCheckpoint(ModelCheckpoint):
         stepped = trainer.global_step != self._step_at_batch_start  # not in the middle of gradient accumulation
         if not stepped or self._should_skip_saving_checkpoint(trainer):
             return
-        due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
+        late = self.every_n_minutes and time.monotonic() - self._last_write >= 60 * self.every_n_minutes
         if self.every_n_minutes:
-            late = time.monotonic() - self._last_write >= 60 * self.every_n_minutes
-            due = due or bool(trainer.strategy.broadcast(late))  # rank 0's clock decides for every rank
+            late = bool(trainer.strategy.broadcast(late))  # rank 0's clock decides for every rank
+        due = late or (bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0)
+        # Training stops after this batch (max_steps, or should_stop from max_time, ...): save now, while the
+        # loops still say "mid-epoch". At on_train_end they say the epoch is complete and a resume with a
+        # larger budget would skip the rest of it.
+        max_steps_reached = trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
+        due = due or max_steps_reached or (trainer.should_stop and trainer.fit_loop._can_stop_early)
         if due:
             self.write_last(trainer)
 
@@ -161,12 +179,17 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_exception(trainer, pl_module, exception)
         if not (self.save_last and self._training) or self._last_step_in_last == trainer.global_step:
             return
+        if isinstance(exception, CheckpointNotWritten):  # writing again would fail again (disk full)
+            return
         if self._unsafe or trainer.validating:
             if trainer.is_global_zero:
                 rank_zero_warn(f"Stopped inside a step or a validation: {self.last_path} keeps the state of step "
                                f"{self._last_step_in_last}.")
             return
-        self.write_last(trainer)
+        try:
+            self.write_last(trainer)
+        except OSError as err:  # e.g. the disk is full: keep the exception that stopped training
+            rank_zero_warn(str(err))
 
     # -- writing ------------------------------------------------------------------------------------------------
     @property

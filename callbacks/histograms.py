@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import grad_norm, rank_zero_only
+
+NORM_PREFIX, NORM_TOTAL = "grad_2.0_norm/", "grad_2.0_norm_total"
 
 
 class GradientHistograms(Callback):
@@ -33,18 +34,13 @@ class GradientHistograms(Callback):
         writer = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
         if writer is None:
             return
-        norms = []
         for name, param in pl_module.named_parameters():
             if self.histograms:
                 writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), step)
-            if param.grad is None:
-                continue
-            grad = param.grad.detach().float()
-            if self.histograms:
-                writer.add_histogram(f"gradients/{name}", grad.cpu(), step)
-            if self.norms:
-                norm = grad.norm()
-                norms.append(norm)
-                writer.add_scalar(f"grad_norm/{name}", norm.item(), step)
-        if self.norms and norms:
-            writer.add_scalar("grad_norm/total", torch.stack(norms).norm().item(), step)
+                if param.grad is not None:
+                    writer.add_histogram(f"gradients/{name}", param.grad.detach().float().cpu(), step)
+        if self.norms:
+            # Lightning's own utility: {"grad_2.0_norm/<name>": ..., "grad_2.0_norm_total": ...}
+            for key, norm in grad_norm(pl_module, norm_type=2).items():
+                name = "total" if key == NORM_TOTAL else key[len(NORM_PREFIX):]
+                writer.add_scalar(f"grad_norm/{name}", float(norm), step)

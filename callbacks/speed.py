@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import resource
 import time
-from typing import Any
+from typing import Any, Iterable, Optional
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+# `perf/memory_kind`: what `perf/peak_memory_mb` measured (a number, so that every logger can store it).
+MEMORY_KINDS = {
+    1: "CPU: tensors live at the peak of one training step (parameters, gradients, optimizer state, activations, batch)",
+    2: "CUDA: torch.cuda.max_memory_allocated over the epoch",
+}
+CPU_STEP_TENSORS, CUDA_MAX_ALLOCATED = 1, 2
 
 
 def batch_size_of(batch: Any) -> int:
@@ -24,22 +33,80 @@ def batch_size_of(batch: Any) -> int:
     return 0
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA max allocated on GPU, peak process RSS on CPU (Linux reports ru_maxrss in KiB)."""
+class LiveTensorBytes(TorchDispatchMode):
+    """Counts the bytes of tensor storages alive, and their peak, while the mode is active.
+
+    Every tensor an operator returns is registered once per storage (views share it); a weak reference tells
+    when the storage is freed. What this counts is what was allocated, measured, not computed from shapes.
+    """
+
+    def __init__(self, already_alive: Iterable[torch.Tensor] = ()) -> None:
+        super().__init__()
+        self.alive: dict[int, tuple[StorageWeakRef, int]] = {}
+        self.bytes = self.peak = 0
+        for tensor in already_alive:
+            self._track(tensor)
+
+    def _track(self, tensor: torch.Tensor) -> None:
+        if tensor.device.type != "cpu" or tensor.layout != torch.strided:
+            return
+        storage = tensor.untyped_storage()
+        key, size = storage.data_ptr(), storage.nbytes()
+        if size and key not in self.alive:
+            self.alive[key] = (StorageWeakRef(storage), size)
+            self.bytes += size
+
+    def _sweep(self) -> None:
+        for key in [k for k, (ref, _) in self.alive.items() if ref.expired()]:
+            self.bytes -= self.alive.pop(key)[1]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self._sweep()  # before registering: a freed storage's address may be reused by an output
+        for leaf in tree_leaves(out):
+            if isinstance(leaf, torch.Tensor):
+                self._track(leaf)
+        self.peak = max(self.peak, self.bytes)
+        return out
+
+
+def step_state(pl_module: LightningModule, trainer: Trainer, batch: Any) -> list[torch.Tensor]:
+    """The tensors a training step starts with: parameters, buffers, gradients, optimizer state, the batch."""
+    tensors = [t for t in pl_module.parameters()] + [t for t in pl_module.buffers()]
+    tensors += [p.grad for p in pl_module.parameters() if p.grad is not None]
+    for optimizer in trainer.optimizers:
+        tensors += [t for state in optimizer.state.values() for t in tree_leaves(state) if isinstance(t, torch.Tensor)]
+    return tensors + [t for t in tree_leaves(batch) if isinstance(t, torch.Tensor)]
+
+
+def peak_memory_mb(device: torch.device, cpu_step_peak_bytes: Optional[int] = None) -> float:
+    """CUDA: `torch.cuda.max_memory_allocated` over the epoch; CPU: the tensors live at the peak of one training step.
+
+    On CPU the first training step of each epoch runs under `LiveTensorBytes`: it counts the parameters,
+    gradients, optimizer state and batch the step starts with and every tensor the step allocates (forward
+    activations, gradients, optimizer state created on the first step), and keeps the peak of what is alive.
+    So the figure differs between variants (width, depth, batch size, optimizer), unlike the process RSS,
+    which is dominated by the libraries. `perf/memory_kind` says which of the two was logged.
+    """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return (cpu_step_peak_bytes or 0) / 2**20
 
 
 class EpochStats(Callback):
-    """Logs `perf/epoch_time_s`, `perf/samples_per_s` and `perf/peak_memory_mb` once per training epoch.
+    """Logs `perf/epoch_time_s`, `perf/samples_per_s`, `perf/peak_memory_mb` and `perf/memory_kind` once per
+    training epoch (see `peak_memory_mb`).
 
-    Per step it only adds an integer, so it costs nothing measurable.
+    Per step it adds an integer; on CPU the first step of an epoch is measured for memory (~10x slower for that
+    step) and left out of the epoch's time and throughput when the epoch has other steps.
     """
 
     def __init__(self) -> None:
         self._start = self._last_batch_end = 0.0
         self._samples = 0
+        self._mode: Optional[LiveTensorBytes] = None
+        self._cpu_peak: Optional[int] = None
+        self._measured = (0.0, 0)  # (seconds, samples) of the measured step
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if pl_module.device.type == "cuda":
@@ -47,19 +114,46 @@ class EpochStats(Callback):
         self._samples = 0
         self._start = time.perf_counter()
 
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        if batch_idx == 0 and pl_module.device.type == "cpu":
+            self._mode = LiveTensorBytes(step_state(pl_module, trainer, batch))
+            self._mode.__enter__()
+
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         # No CUDA synchronize here: over a whole epoch the queue depth is negligible.
-        self._samples += batch_size_of(batch)
-        self._last_batch_end = time.perf_counter()  # so end-of-epoch validation is not counted
+        now = time.perf_counter()
+        if self._mode is not None:
+            self._cpu_peak = self._mode.peak
+            self._stop_measuring()
+            self._measured = (now - self._start, batch_size_of(batch))
+            self._start = now = time.perf_counter()  # the clock restarts after the measured step
+        else:
+            self._samples += batch_size_of(batch)
+        self._last_batch_end = now  # so end-of-epoch validation is not counted
+
+    def _stop_measuring(self) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._stop_measuring()  # a step that raised never reaches on_train_batch_end
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._stop_measuring()
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        elapsed = self._last_batch_end - self._start
-        samples = self._samples * trainer.world_size
+        elapsed, samples = self._last_batch_end - self._start, self._samples
+        if samples == 0:  # the measured step was the epoch's only step
+            elapsed, samples = self._measured
+        samples *= trainer.world_size
+        cuda = pl_module.device.type == "cuda"
         pl_module.log_dict(
             {
                 "perf/epoch_time_s": elapsed,
                 "perf/samples_per_s": samples / max(elapsed, 1e-9),
-                "perf/peak_memory_mb": peak_memory_mb(pl_module.device),
+                "perf/peak_memory_mb": peak_memory_mb(pl_module.device, self._cpu_peak),
+                "perf/memory_kind": float(CUDA_MAX_ALLOCATED if cuda else CPU_STEP_TENSORS),
             },
             on_epoch=True,
             on_step=False,

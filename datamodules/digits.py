@@ -45,19 +45,26 @@ def to_ink(image: Image.Image) -> np.ndarray:
     scale = WORKING_SIDE / max(pixels.shape[:2])
     if scale < 1:
         pixels = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    low, high = np.percentile(gray, (2, 98))
-    if np.median(gray) < (low + high) / 2:  # the background is the dark majority: white ink on black
-        pixels = 255 - pixels
-    height, width = gray.shape
+    height, width = pixels.shape[:2]
     small_scale = min(1.0, BACKGROUND_SIDE / max(height, width))
     small = cv2.resize(pixels, None, fx=small_scale, fy=small_scale, interpolation=cv2.INTER_AREA)
     size = max(3, int(0.3 * max(small.shape[:2])) | 1)
+    if light_ink(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), size):  # white on black (MNIST style): invert
+        pixels, small = 255 - pixels, 255 - small
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
     paper = cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    ink = 1.0 - pixels.astype(np.float32) / np.maximum(paper, 1.0)
-    return ink.max(axis=2).clip(0.0, 1.0)
+    ink = cv2.divide(paper - pixels.astype(np.float32), np.maximum(paper, 32.0))  # black "paper" holds no dark ink
+    red, green, blue = cv2.split(ink)
+    return cv2.max(cv2.max(red, green), blue).clip(0.0, 1.0)  # the strongest channel (numpy's max(axis=2) is 10x slower)
+
+
+def light_ink(gray: np.ndarray, size: int) -> bool:
+    """Whether the ink is lighter than the background: against a median-filtered copy (which ignores thin ink of
+    either polarity and follows the light), which side has more pixels beyond the noise?"""
+    residual = gray.astype(np.float32) - cv2.medianBlur(gray, size).astype(np.float32)
+    noise = 3 * 1.4826 * float(np.median(np.abs(residual))) + 2
+    return float(np.clip(residual - noise, 0, None).sum()) > float(np.clip(-residual - noise, 0, None).sum())
 
 
 def digit_mask(ink: np.ndarray) -> np.ndarray:
@@ -74,7 +81,7 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     x, y, w, h, area = (stats[1:, i] for i in range(5))
     edge = (x == 0) | (y == 0) | (x + w == width) | (y + h == height)
-    inner = np.where(~edge & (area >= 0.2 * area.max()))[0]
+    inner = np.where(~edge & (area >= 0.05 * area.max()) & (area >= 16))[0]  # a page edge loses to the digit
     main = inner[np.argmax(area[inner])] if len(inner) else int(np.argmax(area))
     keep = {main}
     box = [x[main], y[main], x[main] + w[main], y[main] + h[main]]
@@ -138,7 +145,7 @@ def preprocess_digit(image: Image.Image, deskew_digit: bool = False) -> torch.Te
     mask = digit_mask(ink)
     near = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # keep anti-aliased edges
     core = float(np.percentile(ink[mask], 90))
-    floor = float(np.median(ink[~near])) if (~near).any() else 0.0
+    floor = float(np.median(ink[~near][::7])) if (~near).any() else 0.0  # every 7th paper pixel is plenty
     digit = np.where(near, ((ink - floor) / max(core - floor, 1e-3)).clip(0, 1), 0.0).astype(np.float32)
     rows, cols = np.nonzero(mask)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1

@@ -112,4 +112,5 @@ class TensorBatches:
                 yield tuple(t[i * self.batch_size : min((i + 1) * self.batch_size, n)] for t in self.tensors)
             else:
                 index = order[i * self.batch_size : (i + 1) * self.batch_size]
-                yield tuple(t[index] for t in self.tensors)
+                # index_select, not t[index]: for a 64-row batch of [N, 28, 28] uint8 it is ~3 us against ~110 us
+                yield tuple(t.index_select(0, index) for t in self.tensors)

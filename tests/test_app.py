@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import io
 import os
 import shutil
@@ -109,6 +110,7 @@ def digits(runs) -> Path:
     folder.mkdir()
     for i, image in enumerate(load_bundled()[2][:3]):
         Image.fromarray(255 - image.numpy()).resize((96, 96)).save(folder / f"{i}.png")  # dark ink on paper
+    photographed_digit(folder, 3)  # and one photographed on paper (benchmark set a)
     bad = runs["tmp"] / "bad"
     bad.mkdir()
     (bad / "notes.txt").write_text("not an image")
@@ -132,11 +134,11 @@ def confidences(label: dict) -> dict[str, float]:
     return {c["label"]: c["confidence"] for c in label["confidences"]}
 
 
-def photographed_digit(folder: Path, index: int = 7) -> Path:
+def photographed_digit(folder: Path, index: int) -> Path:
     """A bundled MNIST test digit photographed on synthetic paper by the benchmark's camera (set a)."""
     from datamodules.mnist import load_bundled
 
-    return write_photo(mnist_ink(load_bundled()[2][index].numpy()), np.random.default_rng(index), folder / "photo")
+    return write_photo(mnist_ink(load_bundled()[2][index].numpy()), np.random.default_rng(index), folder / str(index))
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -190,10 +192,24 @@ def test_models_load_once_per_file_version(runs):
 
 
 # -- predictions match `paradis predict` --------------------------------------------------------------------------
-def test_mnist_matches_paradis_predict(runs, client, digits):
+@pytest.fixture(scope="module")
+def predicted(runs, digits) -> dict:
+    """`paradis predict` of each task: MNIST on the digit files, DDPM 4 images (seed 5, DDPM, 4 steps), the texts."""
     paradis("predict", *MNIST, "--run_dir", str(runs["runs"] / "mnist"), "--data.predict_path", str(digits))
-    rows = read_csv(runs["runs"] / "mnist" / "predictions.csv")
-    assert len(rows) == 3
+    run = runs["runs"] / "lab" / "ddpm" / "tiny"
+    paradis("predict", *runs["ddpm"], "--run_dir", str(run), "--data.num_samples", "4", "--data.predict_batch_size", "4",
+            "--data.sample_seed", "5", "--model.sampler", "ddpm", "--model.sample_steps", "4")
+    lines = runs["tmp"] / "texts.txt"
+    lines.write_text("\n".join(TEXTS) + "\n")
+    paradis("predict", *runs["text"], "--run_dir", str(runs["runs"] / "text"), "--data.predict_file", str(lines))
+    return {"mnist": read_csv(runs["runs"] / "mnist" / "predictions.csv"),
+            "ddpm": np.asarray(Image.open(run / "predictions" / "grid.png").convert("RGB"), dtype=int),
+            "text": read_csv(runs["runs"] / "text" / "predictions.csv")}
+
+
+def test_mnist_matches_paradis_predict(runs, client, digits, predicted):
+    rows = predicted["mnist"]
+    assert len(rows) == 4
     for row in rows:
         image = digits / Path(row["input"]).name
         for api, value in (("/classify_upload", upload(image)), ("/classify_sketch", sketch(image))):
@@ -205,11 +221,8 @@ def test_mnist_matches_paradis_predict(runs, client, digits):
             assert all(abs(probs[str(d)] - float(row[f"p_{d}"])) < 1e-5 for d in range(10)), api
 
 
-def test_ddpm_matches_paradis_predict_with_ema_weights(runs, client):
-    run = runs["runs"] / "lab" / "ddpm" / "tiny"
-    paradis("predict", *runs["ddpm"], "--run_dir", str(run), "--data.num_samples", "4", "--data.predict_batch_size", "4",
-            "--data.sample_seed", "5", "--model.sampler", "ddpm", "--model.sample_steps", "4")
-    expected = np.asarray(Image.open(run / "predictions" / "grid.png").convert("RGB"), dtype=int)
+def test_ddpm_matches_paradis_predict_with_ema_weights(runs, client, predicted):
+    expected = predicted["ddpm"]
     shown, png = client.predict(ckpt(runs, "lab/ddpm/tiny"), 4, 5, "DDPM", 4, api_name="/generate")
     got = np.asarray(Image.open(png).convert("RGB"), dtype=int)
     assert got.shape == expected.shape == (70, 70, 3)  # 2x2 images of 32 px, 2 px padding
@@ -228,11 +241,8 @@ def test_ddpm_matches_paradis_predict_with_ema_weights(runs, client):
     assert not np.array_equal(np.asarray(Image.open(job.result()[1]).convert("RGB"), dtype=int), got)
 
 
-def test_text_matches_paradis_predict_and_says_when_truncated(runs, client):
-    lines = runs["tmp"] / "texts.txt"
-    lines.write_text("\n".join(TEXTS) + "\n")
-    paradis("predict", *runs["text"], "--run_dir", str(runs["runs"] / "text"), "--data.predict_file", str(lines))
-    rows = read_csv(runs["runs"] / "text" / "predictions.csv")
+def test_text_matches_paradis_predict_and_says_when_truncated(runs, client, predicted):
+    rows = predicted["text"]
     label, table, note = client.predict(ckpt(runs, "text"), "\n".join(TEXTS), True, api_name="/classify_text")
     assert [r[0] for r in table["data"]] == [r["input"] for r in rows] == TEXTS
     for got, row in zip(table["data"], rows):
@@ -241,6 +251,39 @@ def test_text_matches_paradis_predict_and_says_when_truncated(runs, client):
     assert label["label"] == rows[0]["prediction"] and note == ""
     _, table, note = client.predict(ckpt(runs, "text"), "a great film " * 40, True, api_name="/classify_text")
     assert table["data"][0][-1] == "yes" and "Truncated" in note and "32 tokens" in note
+
+
+# -- the HTTP API with curl, as the README shows it --------------------------------------------------------------
+def curl(*args: str) -> str:
+    return subprocess.run(["curl", "-sS", "--fail-with-body", *args], capture_output=True, text=True, check=True,
+                          timeout=120).stdout
+
+
+def curl_call(url: str, api: str, data: list) -> list:
+    """POST /gradio_api/call/<api> {"data": [...]} -> event id; GET .../<event id> streams `event: complete`."""
+    event = json.loads(curl("-H", "Content-Type: application/json", "-d", json.dumps({"data": data}),
+                            f"{url}gradio_api/call/{api}"))["event_id"]
+    stream = curl("-N", f"{url}gradio_api/call/{api}/{event}")
+    assert "event: complete" in stream, stream
+    return json.loads(stream.split("event: complete", 1)[1].split("data:", 1)[1].strip().splitlines()[0])
+
+
+def test_curl_api_matches_paradis_predict(runs, client, digits, predicted):
+    url = client.src if client.src.endswith("/") else client.src + "/"
+    for row in predicted["mnist"]:
+        uploaded = json.loads(curl("-F", f"files=@{digits / Path(row['input']).name}", f"{url}gradio_api/upload"))[0]
+        label, seen = curl_call(url, "classify_upload", [ckpt(runs, "mnist"),
+                                                         {"path": uploaded, "meta": {"_type": "gradio.FileData"}}])
+        assert label["label"] == row["prediction"]
+        probs = confidences(label)
+        assert all(abs(probs[str(d)] - float(row[f"p_{d}"])) < 1e-5 for d in range(10))
+        assert seen["url"].endswith(".png")
+    shown, png = curl_call(url, "generate", [ckpt(runs, "lab/ddpm/tiny"), 4, 5, "DDPM", 4])
+    with urllib.request.urlopen(png["url"]) as response:
+        got = np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"), dtype=int)
+    assert got.shape == predicted["ddpm"].shape and np.abs(got - predicted["ddpm"]).max() <= 1
+    label, table, note = curl_call(url, "classify_text", [ckpt(runs, "text"), "\n".join(TEXTS), True])
+    assert [r[1] for r in table["data"]] == [r["prediction"] for r in predicted["text"]] and note == ""
 
 
 # -- bad input and broken checkpoints --------------------------------------------------------------------------------
@@ -373,7 +416,7 @@ def test_browser_draw_and_upload_a_digit(page, client, runs, digits, tmp_path):
 
     assert page.evaluate("() => document.querySelector('#digit-seen img').naturalWidth") == 224  # the 28x28, 8x
 
-    photo = photographed_digit(runs["tmp"])  # benchmark set (a): an MNIST digit photographed on paper
+    photo = photographed_digit(runs["tmp"], 7)  # benchmark set (a): an MNIST digit photographed on paper
     page.locator("#digit-upload input[type='file']").set_input_files(str(photo))
     page.get_by_role("button", name="Classify the upload").click()
     expected, seen = client.predict(ckpt(runs, "mnist"), upload(photo), api_name="/classify_upload")

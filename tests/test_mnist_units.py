@@ -106,21 +106,45 @@ def test_bad_module_options_are_one_clear_sentence(kwargs, message):
         MNISTClassifier(**kwargs)
 
 
+def reference_lr(scheduler: str, steps: int, epochs: int, lr: float) -> float:
+    """The learning rate torch's own scheduler reaches, stepped as Lightning steps it (per epoch or per batch)."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    if scheduler == "none":
+        return lr
+    if scheduler == "step":
+        sched, n = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.1), epochs
+    elif scheduler == "cosine":
+        sched, n = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs), epochs
+    else:  # onecycle: stepped every batch over the run's optimizer steps
+        sched, n = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps), steps
+    for _ in range(n):
+        opt.step()
+        sched.step()
+    return opt.param_groups[0]["lr"]
+
+
 @pytest.mark.parametrize(
     "optimizer, scheduler",
     [("sgd", "step"), ("adam", "cosine"), ("adamw", "plateau"), ("rmsprop", "onecycle"), ("sgd", "none")],
 )
 def test_optimizers_and_schedulers_train(tmp_path, optimizer, scheduler):
     model = MNISTClassifier(hidden_sizes=[16], optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0,
-                            lr=0.01, scheduler=scheduler, step_size=1)
+                            lr=0.01, scheduler=scheduler, step_size=1, patience=5)
     data = small_data(train_subset=128, val_size=64)
     trainer = tiny_trainer(tmp_path, max_epochs=2, limit_train_batches=2, logger=False)
     trainer.fit(model, data)
     assert trainer.global_step == 4
     opt = trainer.optimizers[0]
     assert type(opt).__name__.lower() == optimizer
+    lr = opt.param_groups[0]["lr"]
+    if scheduler == "plateau":  # two epochs never exhaust a patience of 5: unchanged
+        assert lr == 0.01 and type(trainer.lr_scheduler_configs[0].scheduler).__name__ == "ReduceLROnPlateau"
+    else:
+        assert lr == pytest.approx(reference_lr(scheduler, steps=4, epochs=2, lr=0.01), abs=1e-12)
     if scheduler == "step":
-        assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.1**2)
+        assert lr == pytest.approx(0.01 * 0.1**2)
+    if scheduler in ("cosine", "onecycle"):
+        assert lr != 0.01  # the schedule moved the rate (the reference above says by how much)
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -172,15 +196,20 @@ def test_split_is_seeded_and_disjoint():
     assert not any(bytes(x.numpy()) in train_keys for x in a.val[0][:200])
 
 
-def test_k_fold_validation_sets_cover_the_data_once():
-    folds = []
+def test_k_fold_validation_sets_cover_the_data_once(mnist_bundled):
+    images = mnist_bundled[0]
+    vals = []
     for i in range(3):
         d = MNISTDataModule(download=False, folds=3, fold=i)
         d.setup("fit")
-        folds.append(d)
-        assert len(d.val[0]) == 20000 and len(d.train[0]) == 40000
-    sums = [int(d.val[0][:, 14, :].sum(dim=1).to(torch.int64).sum()) for d in folds]
-    assert len(set(sums)) == 3  # three different validation folds
+        train_idx, val_idx = d.split_indices["train"], d.split_indices["val"]
+        assert len(val_idx) == 20000 and len(train_idx) == 40000
+        # each fold: train and validation are disjoint and together are the whole training set
+        assert torch.equal(torch.cat([train_idx, val_idx]).sort().values, torch.arange(60000))
+        assert torch.equal(d.val[0], images[val_idx]) and torch.equal(d.train[0], images[train_idx])
+        vals.append(val_idx)
+    # the validation folds are pairwise disjoint and cover the data exactly once
+    assert torch.equal(torch.cat(vals).sort().values, torch.arange(60000))
     with pytest.raises(ValueError, match="--data.fold must be in"):
         MNISTDataModule(folds=3, fold=3)
 
@@ -297,3 +326,40 @@ def test_batch_size_of():
     assert batch_size_of((torch.zeros(5, 2), torch.zeros(5))) == 5
     assert batch_size_of({"input_ids": torch.zeros(7, 3)}) == 7
     assert batch_size_of(torch.zeros(2)) == 2
+
+
+def fit_peak_memory_mb(tmp_path, model: MNISTClassifier, batch_size: int) -> float:
+    trainer = tiny_trainer(tmp_path, callbacks=[EpochStats()], limit_train_batches=3, limit_val_batches=0)
+    trainer.fit(model, small_data(batch_size=batch_size))
+    assert float(trainer.logged_metrics["perf/memory_kind"]) == 1  # CPU: tensors live at a step's peak
+    return float(trainer.logged_metrics["perf/peak_memory_mb"])
+
+
+def test_peak_memory_is_what_the_variant_allocates(tmp_path):
+    """The CPU memory figure follows the variant: width, batch size and optimizer state, measured."""
+    def model(**kwargs):
+        seed_everything(0, verbose=False)
+        return MNISTClassifier(**kwargs)
+
+    base = fit_peak_memory_mb(tmp_path / "a", model(hidden_sizes=[128]), 64)
+    params_mb = sum(p.numel() * 4 for p in model(hidden_sizes=[128]).parameters()) / 2**20
+    assert 4 * params_mb <= base < 4 * params_mb + 2  # params + grads + Adam's two moments, + activations
+    assert fit_peak_memory_mb(tmp_path / "b", model(hidden_sizes=[512, 512]), 64) > 4 * base
+    assert fit_peak_memory_mb(tmp_path / "c", model(hidden_sizes=[128]), 512) > base + 1  # activations grow
+    assert fit_peak_memory_mb(tmp_path / "d", model(hidden_sizes=[128], optimizer="sgd"), 64) < base - 2 * params_mb * 0.9
+
+
+def test_same_seed_same_final_weights_through_the_cli(tmp_path):
+    """`paradis fit` twice with one seed ends with identical weights; another seed does not."""
+    from apps.cli import main
+
+    tiny = ["--config", "configs/mnist.yaml", "--data.download", "false", "--data.train_subset", "512",
+            "--data.val_size", "256", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "1",
+            "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    weights = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        main(["fit", *tiny, "--seed_everything", str(seed), "--run_dir", str(tmp_path / name)])
+        weights[name] = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert weights["a"].keys() == weights["b"].keys() and len(weights["a"]) > 0
+    assert all(torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"])
+    assert not all(torch.equal(weights["a"][k], weights["c"][k]) for k in weights["a"])

@@ -3,6 +3,7 @@ and finite checkpoints (issue 13, items 2 and 4)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -37,6 +38,18 @@ def test_last_checkpoint_is_where_training_stopped(tmp_path, way, args):
         assert 0 < cli.trainer.global_step < 64
     if "early" in way:
         assert cli.trainer.current_epoch == 2 and last["global_step"] == 8
+
+
+@pytest.mark.parametrize("interval, seen", [
+    (["--checkpoint.every_n_steps", "2"], [None, None, 2, 2, 4, 4]),
+    (["--checkpoint.every_n_minutes", "1e-9"], [None, 1, 2, 3, 4, 5]),  # "every few ns": after every step
+])
+def test_last_checkpoint_is_refreshed_during_an_epoch(tmp_path, interval, seen):
+    record = tmp_path / "seen.json"
+    assert fit(*MNIST, "--run_dir", str(tmp_path / "run"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches",
+               "6", *interval, "--trainer.callbacks+=probe_callbacks.RecordLastCheckpoint",
+               "--trainer.callbacks.path", str(record)) == 0
+    assert json.loads(record.read_text()) == seen  # last.ckpt's step at the start of each of the 6 batches
 
 
 DIVERGED = re.compile(r"^paradis: error: the (loss|gradients) became (NaN|inf) at epoch (\d+), step (\d+); lower "

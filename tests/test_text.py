@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
 from apps.export_text import load_classifier
+from callbacks.resume import ExactResume
 from datamodules.text import TextDataModule
 from datamodules.text_batches import ResumableDataLoader, TrainOrder
 from datamodules.text_files import load_bundled_reviews, stratified_split
@@ -205,8 +206,12 @@ def test_each_file_format_reads_the_same(tiny, tmp_path, suffix):
     assert (len(data.train), len(data.val), len(data.test)) == (12, 4, 4)
     assert sorted(data.val.labels.tolist()) == [0, 0, 1, 1]  # stratified
     batch = next(iter(data.train_dataloader()))
-    assert set(batch) == {"input_ids", "attention_mask", "labels"} and batch["input_ids"].shape[1] % 8 == 0
-    assert batch["input_ids"].shape[1] < 32  # padded per batch, not to max_length
+    longest = int(batch["attention_mask"].sum(1).max())
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert batch["input_ids"].shape[1] == longest < 32  # padded per batch to its longest text (CPU), not to max_length
+    eight = datamodule(path, tiny, tmp_path, val_fraction=0.2, test_fraction=0.2, pad_to_multiple_of=8)
+    eight.setup("fit")
+    assert next(iter(eight.train_dataloader()))["input_ids"].shape[1] % 8 == 0  # the CUDA default
 
 
 def test_label_mapping_integer_and_named(tiny, tmp_path):
@@ -292,7 +297,7 @@ def test_train_order_is_sharded_and_resumes_mid_epoch():
         for _ in range(5):
             next(it)
         state = first.state_dict()
-        assert state == {"epoch": 2, "position": 40}
+        assert state == {"epoch": 2, "position": 5}  # batches handed out
         resumed = loader()
         resumed.load_state_dict(state)
         resumed.sampler.set_epoch(2)  # what Lightning does at the start of the (resumed) epoch
@@ -300,8 +305,17 @@ def test_train_order_is_sharded_and_resumes_mid_epoch():
         assert [b.tolist() for b in resumed] == batches  # the restored position applies to one pass only
         # saved at the end of an epoch: the next epoch starts from its beginning
         ended = loader()
-        ended.load_state_dict({"epoch": 2, "position": 203})
+        ended.load_state_dict({"epoch": 2, "position": 26})
         assert ended.sampler.epoch == 3 and len([b for b in ended]) == 26
+
+    # A sampler's own state (samples this rank handed out): under DDP each rank goes on with its own share.
+    for rank in (0, 1):
+        order = TrainOrder(lengths, batch_size=8, seed=3, num_replicas=2, rank=rank)
+        it = iter(order)
+        used = [next(it) for _ in range(17)]
+        again = TrainOrder(lengths, batch_size=8, seed=3, num_replicas=2, rank=rank)
+        again.load_state_dict(order.state_dict())
+        assert order.state_dict() == {"epoch": 0, "position": 17} and used + list(again) == shards[rank]
 
 
 class SaveAt(Callback):
@@ -315,19 +329,19 @@ class SaveAt(Callback):
             trainer.save_checkpoint(self.path)
 
 
-def test_resume_mid_epoch_gives_identical_weights(reviews_csv, tmp_path_factory, tmp_path):
+def test_resume_mid_epoch_gives_identical_weights(tiny, reviews_csv, tmp_path):
     """Two epochs straight, or resumed from a step-11 checkpoint (epoch 1, batch 3 of 8): the same data order,
-    bit-identical trained weights and optimizer state. No dropout: this run draws no random numbers, so only the
-    data order, the optimizer and the schedule are under test (RNG states: tests/test_resume.py)."""
-    tiny = str(make_tiny_distilbert(tmp_path_factory.mktemp("tiny_no_dropout"), dropout=0.0))
+    bit-identical trained weights and optimizer state, with dropout on (the CLI's ExactResume restores the
+    loader position and the RNG states; Lightning alone restores neither here)."""
 
     def fit(ckpt_path=None, callbacks=()):
         seed_everything(0)
         data = datamodule(reviews_csv, tiny, tmp_path, group_by_length=True, val_fraction=0.1, test_fraction=0.1)
-        module = TextClassifier(model_name_or_path=tiny, lr=1e-2, lora_dropout=0.0, class_names=["neg", "pos"])
+        module = TextClassifier(model_name_or_path=tiny, lr=1e-2, class_names=["neg", "pos"])
         seen = []
         module.on_train_batch_start = lambda batch, batch_idx: seen.append(batch["labels"].tolist())
-        trainer = quick_trainer(tmp_path, max_epochs=2, limit_train_batches=None, limit_val_batches=0, callbacks=list(callbacks))
+        trainer = quick_trainer(tmp_path, max_epochs=2, limit_train_batches=None, limit_val_batches=0,
+                                callbacks=[ExactResume(), *callbacks])
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
         return module, trainer, seen
 
@@ -343,6 +357,44 @@ def test_resume_mid_epoch_gives_identical_weights(reviews_csv, tmp_path_factory,
     assert all(torch.equal(a["state"][i][key], b["state"][i][key]) for i in a["state"] for key in a["state"][i])
 
 
+def test_cli_resume_is_exact(tiny, tmp_path, capsys):
+    """`paradis fit` on the tiny config for 2 epochs, against the same run stopped by Ctrl-C at the end of
+    epoch 0 (step 4) and by SIGTERM in the middle of epoch 1 (step 6), resumed with `--ckpt_path last` each
+    time: the same weights, optimizer and scheduler state, bit for bit, and (epoch-end stop) the same logged
+    metrics. Length-grouped batches, LoRA and classifier dropout, warm-up + linear decay."""
+    from resume_tools import ckpt, differences, fit, scalars
+
+    common = ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path", tiny, "--data.group_by_length", "true",
+              "--data.data_dir", str(tmp_path / "data"), "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "1",
+              "--trainer.callbacks+=probe_callbacks.SignalAt"]  # 1 val batch: a stop signal is then handled after validation
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    never = ["--trainer.callbacks.step", "-1"]
+    assert fit(*common, *never, "--run_dir", str(straight)) == 0
+    assert fit(*common, "--trainer.callbacks.step", "4", "--trainer.callbacks.signal_name", "SIGINT", "--run_dir", str(resumed)) == 130
+    assert ckpt(resumed / "checkpoints" / "last.ckpt")["global_step"] == 4
+    assert fit(*common, "--trainer.callbacks.step", "6", "--run_dir", str(resumed), "--ckpt_path", "last") == 143
+    assert ckpt(resumed / "checkpoints" / "last.ckpt")["global_step"] == 6
+    assert fit(*common, *never, "--run_dir", str(resumed), "--ckpt_path", "last") == 0
+    first, second = ckpt(straight / "checkpoints" / "last.ckpt"), ckpt(resumed / "checkpoints" / "last.ckpt")
+    assert first["global_step"] == second["global_step"] == 8 and differences(first, second) == []
+    logged = scalars(straight)
+    epoch0 = {key: values for key, values in scalars(resumed).items() if key[1] <= 4}
+    assert epoch0 and all(values[-1] == logged[key][-1] for key, values in epoch0.items())
+
+    # A data file that is not UTF-8: one sentence naming the file and the encoding; the run folder is untouched.
+    before = {p: p.read_bytes() for p in straight.rglob("*") if p.is_file()}
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("text,label\ncaf\u00e9 cr\u00e8me,positive\n".encode("latin-1"))
+    capsys.readouterr()
+    assert fit(*common, *never, "--run_dir", str(straight), "--ckpt_path", "last", "--trainer.max_epochs", "3",
+               "--data.train_file", str(latin1)) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"paradis: error: {latin1} is not UTF-8 text (byte 0xe9 at offset 14); save it as UTF-8 "
+        "(e.g. `iconv -f latin1 -t utf-8 latin1.csv > utf8_latin1.csv`) and pass that file."
+    )
+    assert {p: p.read_bytes() for p in straight.rglob("*") if p.is_file()} == before
+
+
 def test_bundled_reviews_split():
     texts, labels = load_bundled_reviews()
     assert len(texts) == len(set(texts)) > 12000 and set(labels) == {0, 1}
@@ -354,7 +406,21 @@ def test_bundled_reviews_split():
 
 
 # -- CLI end to end ---------------------------------------------------------------------------
-def test_cli_fit_test_predict(paradis, tiny, tmp_path):
+def in_process(*args: str) -> int:
+    """`paradis ARGS` in this process (no interpreter start-up); the exit code."""
+    from apps.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.argv", ["paradis"])
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            return int(exc.code or 0)
+    return 0
+
+
+def test_cli_fit_test_predict(paradis, tiny, tmp_path, capsys):
+    """`fit` through the installed console script; `test` and `predict` through the same CLI in this process."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
@@ -368,24 +434,14 @@ def test_cli_fit_test_predict(paradis, tiny, tmp_path):
     assert "val/confusion_matrix" in events.Tags()["images"]
     assert {"train/loss_epoch", "val/acc", "val/f1", "params/trainable"} <= set(events.Tags()["scalars"])
 
-    # A data file that is not UTF-8: one sentence naming the file and the encoding; the run folder is untouched.
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    latin1 = tmp_path / "latin1.csv"
-    latin1.write_bytes("text,label\ncaf\u00e9 cr\u00e8me,positive\n".encode("latin-1"))
-    failed = paradis("fit", *common, "--ckpt_path", "last", "--trainer.max_epochs", "2", "--data.train_file", str(latin1), check=False)
-    assert failed.returncode == 2
-    assert failed.stderr.strip().splitlines()[-1] == (
-        f"paradis: error: {latin1} is not UTF-8 text (byte 0xe9 at position 14); save it as UTF-8 "
-        "(e.g. `iconv -f latin1 -t utf-8`) and pass that file."
-    )
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
-
-    result = paradis("test", *common)
-    assert "test/acc" in result.stdout and "test/f1" in result.stdout
+    capsys.readouterr()
+    assert in_process("test", *common) == 0
+    out = capsys.readouterr().out
+    assert "test/acc" in out and "test/f1" in out
 
     predict_file = tmp_path / "new.csv"
     write_rows(predict_file, [{"text": t} for t in SAMPLES])
-    paradis("predict", *common, "--data.predict_file", str(predict_file))
+    assert in_process("predict", *common, "--data.predict_file", str(predict_file)) == 0
     with open(run / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["input"] for r in rows] == SAMPLES

@@ -9,11 +9,10 @@ import torch
 from paradis.bundled import bundled_path
 
 
-def make_tiny_distilbert(path: str | Path, seed: int = 0, dropout: float = 0.1) -> Path:
+def make_tiny_distilbert(path: str | Path, seed: int = 0) -> Path:
     """Save a 2-layer, 32-wide DistilBERT (random weights, no head) + tokenizer to `path`; returns `path`.
 
     The vocab is the bundled MiniLM's (the same 30,522 uncased WordPiece tokens as distilbert-base-uncased).
-    `dropout=0` gives a model whose training draws no random numbers (every dropout, the head's too).
     """
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
@@ -24,8 +23,7 @@ def make_tiny_distilbert(path: str | Path, seed: int = 0, dropout: float = 0.1) 
     tokenizer = AutoTokenizer.from_pretrained(bundled_path("minilm"))  # uncased WordPiece, 30,522 tokens
     tokenizer.model_max_length = 128
     config = DistilBertConfig(
-        vocab_size=len(tokenizer), dim=32, hidden_dim=64, n_layers=2, n_heads=2, max_position_embeddings=128,
-        dropout=dropout, attention_dropout=dropout, seq_classif_dropout=dropout,
+        vocab_size=len(tokenizer), dim=32, hidden_dim=64, n_layers=2, n_heads=2, max_position_embeddings=128
     )
     DistilBertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)

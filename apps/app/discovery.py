@@ -38,7 +38,7 @@ def describe(checkpoint: dict, path: Path, run_name: str) -> str:
     """'<run> · best · val/acc 0.9731 · epoch 4 · 2026-11-25 23:05'."""
     parts = [run_name, path.stem]
     for key, state in checkpoint.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and isinstance(state, dict):
+        if isinstance(state, dict) and "best_model_score" in state:  # a ModelCheckpoint (or subclass) state
             score = state.get("current_score", state.get("best_model_score"))
             if score is not None:
                 parts.append(f"{state.get('monitor')} {float(score):.4f}")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +19,7 @@ from paradis.images import image_grid
 MAX_IMAGES = 64  # DDPM grid
 MAX_PIXELS = 4096 * 4096  # uploads
 MAX_TEXTS, MAX_CHARS = 64, 100_000
+OUTPUTS = Path(tempfile.gettempdir()) / "paradis-app"  # images the app answers with (gradio copies them to its cache)
 SHOWN_SIDE = 512  # small images are shown at least this large (nearest neighbour: every pixel stays visible)
 
 
@@ -22,6 +27,22 @@ def enlarge(image: Image.Image, side: int = SHOWN_SIDE) -> Image.Image:
     """Nearest-neighbour upscaling by a whole factor, so the longer side reaches at least `side`."""
     factor = max(1, -(-side // max(image.size)))
     return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+
+
+def png_file(image: Image.Image, name: str) -> str:
+    """`image` saved as `<name>-<content hash>.png` in the app's temp folder (written once, atomically): gradio
+    rewrites an image it saves itself on every request, so concurrent downloads of the same answer could read a
+    half-written file; a path it only copies, once."""
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    data = buffer.getvalue()
+    path = OUTPUTS / f"{name}-{hashlib.sha1(data).hexdigest()[:16]}.png"
+    if not path.exists():
+        OUTPUTS.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        staging.write_bytes(data)
+        os.replace(staging, path)
+    return str(path)
 
 
 def open_image(path: Optional[str]) -> Image.Image:
@@ -52,18 +73,18 @@ def sketch_image(sketch: Optional[dict]) -> Image.Image:
     return image
 
 
-def classify_digit(models, path: Optional[str], image: Image.Image) -> tuple[dict[str, float], Image.Image]:
-    """({class: probability}, the 28x28 input the model saw, enlarged 8x)."""
+def classify_digit(models, path: Optional[str], image: Image.Image) -> tuple[dict[str, float], str]:
+    """({class: probability}, a PNG of the 28x28 input the model saw, enlarged 8x)."""
     digit = preprocess_digit(image)
     model, lock = models.get(path, "mnist")
     with lock, torch.inference_mode():
         probabilities = model(digit[None]).float().softmax(dim=-1)[0]
-    seen = enlarge(Image.fromarray(digit.numpy()), 224)
+    seen = png_file(enlarge(Image.fromarray(digit.numpy()), 224), "seen")
     return {name: float(p) for name, p in zip(model.class_names, probabilities)}, seen
 
 
-def generate(models, path: Optional[str], n, seed, sampler: str, steps, progress=None) -> tuple[Image.Image, str]:
-    """(the grid enlarged for the page, the path of the grid PNG exactly as `paradis predict` writes it)."""
+def generate(models, path: Optional[str], n, seed, sampler: str, steps, progress=None) -> tuple[str, str]:
+    """(a PNG of the grid enlarged for the page, a PNG of the grid exactly as `paradis predict` writes it)."""
     n, steps = int(n or 0), int(steps or 0)
     if not 1 <= n <= MAX_IMAGES:
         raise ValueError(f"Ask for between 1 and {MAX_IMAGES} images (got {n}); larger grids take too long on this machine.")
@@ -81,9 +102,7 @@ def generate(models, path: Optional[str], n, seed, sampler: str, steps, progress
     # The grid `paradis predict` writes, converted to 8 bits as save_image does.
     grid = image_grid(images.cpu())
     grid = Image.fromarray(grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to(torch.uint8).numpy())
-    file = Path(tempfile.mkdtemp(prefix="paradis-app-")) / f"ddpm_{n}_seed{int(seed or 0)}_{sampler}{steps}.png"
-    grid.save(file)
-    return enlarge(grid), str(file)
+    return png_file(enlarge(grid), "grid-enlarged"), png_file(grid, f"ddpm_{n}_seed{int(seed or 0)}_{sampler}{steps}")
 
 
 def classify_texts(models, path: Optional[str], text: Optional[str], per_line: bool):

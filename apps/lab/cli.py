@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -114,7 +115,13 @@ def run_lab(argv: list[str]) -> list[dict]:
     for lab in grids:
         (Path(args.runs_dir) / lab.axis).mkdir(parents=True, exist_ok=True)
         print(f"paradis-lab: {lab.axis}: {len(lab.variants)} variant(s) x {args.folds} fold(s) into {Path(args.runs_dir) / lab.axis}", flush=True)
+    started = time.perf_counter()
     results = execute(all_runs, args.jobs, args.force, args.isolated, ctx, progress(len(all_runs)))
+    ran = [r for r in results if not r.get("skipped")]
+    if ran:
+        cpu = sum(r.get("cpu_time_s", 0.0) for r in ran)
+        print(f"paradis-lab: {len(ran)} run(s) in {time.perf_counter() - started:.0f} s wall, {cpu:.0f} s CPU "
+              f"(user + system of the runs themselves)", flush=True)
     by_run = dict(zip(map(id, all_runs), results))
     rows_all = []
     for lab in grids:
@@ -132,7 +139,8 @@ def run_lab(argv: list[str]) -> list[dict]:
         if lab.search is not None:
             from apps.lab.search import run_search
 
-            rows_all += run_search(lab, args, extra, threads, [str(lab.path), *argv_without_labs(argv, args.labs)])
+            search_threads = args.threads or default_threads(args.workers)  # one per worker when workers >= cores
+            rows_all += run_search(lab, args, extra, search_threads, [str(lab.path), *argv_without_labs(argv, args.labs)])
     return rows_all
 
 

@@ -5,8 +5,11 @@ the MNIST lab imports, so each forked run starts warm. Importing this module has
 from __future__ import annotations
 
 import importlib
+import os
 
 import torch
+
+from apps.lab.worker import PARENT_ENV, die_with_parent
 
 WARM_MODULES = (
     "apps.cli",
@@ -47,3 +50,4 @@ def _warm_bundled_mnist() -> None:
 
 
 _warm_bundled_mnist()
+die_with_parent(int(os.environ.get(PARENT_ENV, os.getppid())))  # the forkserver (and so, through theirs, its runs) ends when `paradis-lab` is killed

@@ -13,6 +13,7 @@ output is in `<run folder>/<stage>.log`.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -23,15 +24,19 @@ from typing import Sequence
 
 STAGES = ("fit", "test")
 FAILED_CODE = 10  # + index of the stage that failed
+CPU_FILE = "cpu_time.json"
+PARENT_ENV = "PARADIS_LAB_PARENT"
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """Linux: this process gets SIGKILL when its parent dies, so a killed lab or search worker leaves no
-    orphan run behind. No-op elsewhere."""
+    orphan run behind; it exits now if `parent` (the expected parent's pid) is already gone. No-op elsewhere."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if parent is not None and os.getppid() != parent:
+            os._exit(1)
 
 
 def paradis_bin() -> str:
@@ -65,21 +70,34 @@ def redirect_output(log_file: Path) -> None:
     os.close(fd)
 
 
+def exit_with(code: int, run_dir: str, hard: bool) -> None:
+    """Record this process's CPU time (with its finished subprocesses) in `<run folder>/cpu_time.json`, then exit."""
+    times = os.times()
+    cpu = {"user_s": times.user + times.children_user, "system_s": times.system + times.children_system}
+    (Path(run_dir) / CPU_FILE).write_text(json.dumps(cpu))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if hard:
+        os._exit(code)  # a forked child: skip the parent's atexit handlers
+    sys.exit(code)
+
+
 def run_warm(commands: Sequence[list[str]], run_dir: str, threads: int) -> None:
     """Child process body: every stage in-process (the modules are already imported)."""
     die_with_parent()
+    import faulthandler
+
     import torch
+
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` writes every thread's stack into the stage's log
 
     torch.set_num_threads(threads)  # the same intra-op thread count as OMP_NUM_THREADS in the shown command
     os.environ["OMP_NUM_THREADS"] = str(threads)
     for index, (stage, command) in enumerate(zip(STAGES, commands)):
         redirect_output(Path(run_dir) / f"{stage}.log")
-        code = call_cli(command[1:])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if code != 0:
-            os._exit(FAILED_CODE + index)
-    os._exit(0)
+        if call_cli(command[1:]) != 0:
+            exit_with(FAILED_CODE + index, run_dir, hard=True)
+    exit_with(0, run_dir, hard=True)
 
 
 def run_isolated(commands: Sequence[list[str]], run_dir: str, threads: int) -> None:
@@ -91,12 +109,13 @@ def run_isolated(commands: Sequence[list[str]], run_dir: str, threads: int) -> N
             proc = subprocess.run([paradis_bin(), *command[1:]], stdout=output, stderr=subprocess.STDOUT, env=env,
                                   preexec_fn=die_with_parent)
         if proc.returncode != 0:
-            sys.exit(FAILED_CODE + index)
-    sys.exit(0)
+            exit_with(FAILED_CODE + index, run_dir, hard=False)
+    exit_with(0, run_dir, hard=False)
 
 
 def warm_context(preload: Sequence[str]) -> multiprocessing.context.BaseContext:
     """A forkserver context whose server imports `preload` (module names) once."""
+    os.environ[PARENT_ENV] = str(os.getpid())  # read by apps.lab.warm in the forkserver
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["apps.lab.warm", *preload])
     return ctx

@@ -3,19 +3,25 @@
     .venv/bin/python docs/app/take_screenshots.py RUNS_DIR docs/app
 
 RUNS_DIR holds one trained run folder per task (e.g. runs/ after `paradis fit` of configs/mnist.yaml,
-configs/ddpm_silhouettes.yaml and configs/text_lora_minilm.yaml). Needs /usr/bin/chromium (see
-tests/test_app.py, which drives the same page on tiny checkpoints).
+configs/ddpm_silhouettes.yaml and configs/text_lora_minilm.yaml); a task without a run keeps its old
+screenshot. Needs /usr/bin/chromium (see tests/test_app.py, which drives the same page on tiny checkpoints).
+The MNIST shot draws a 7, then uploads a photographed paper digit (benchmarks/digits_in_the_wild.py's camera).
 """
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import numpy as np
+from apps.app.discovery import discover
 from apps.app.main import build_app
+from benchmarks.digits_in_the_wild import mnist_ink, write_photo
+from datamodules.mnist import load_bundled
 from playwright.sync_api import sync_playwright, expect
 
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])
-demo = build_app(runs, [])
+found = discover(runs)
+demo = build_app(found=found)
 demo.queue()
 _, url, _ = demo.launch(server_name="127.0.0.1", server_port=7871, prevent_thread_lock=True)
 expect.set_options(timeout=120_000)
@@ -39,8 +45,16 @@ with sync_playwright() as p:
     page.mouse.up()
     page.get_by_role("button", name="Classify the drawing").click()
     label = page.locator("#digit-label [data-testid='label-output-value']"); label.wait_for()
-    print("mnist:", label.inner_text())
+    print("mnist drawing:", label.inner_text())
+    photo = write_photo(mnist_ink(load_bundled()[2][11].numpy()), np.random.default_rng(4), out / "photo_of_a_paper_digit")
+    page.locator("#digit-upload input[type='file']").set_input_files(str(photo))
+    page.get_by_role("button", name="Classify the upload").click()
+    expect(label).to_have_text("6")
+    photo.unlink()
+    time.sleep(1)
     page.screenshot(path=str(out / "mnist.png"), full_page=True)
+    if not found.entries["ddpm"]:
+        browser.close(); demo.close(); sys.exit(0)
     page.get_by_role("tab", name="DDPM images").click()
     page.get_by_role("button", name="Generate").click()
     page.locator("#ddpm-grid img").wait_for()
