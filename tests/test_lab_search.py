@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import optuna
+import pytest
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
@@ -17,6 +18,7 @@ from apps.lab.search_space import SearchConfig
 from apps.lab.spec import load_lab
 from conftest import BIN, ROOT
 
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 SEARCH = ROOT / "tests" / "configs" / "lab_search_tiny.yaml"
 
 

@@ -366,7 +366,7 @@ def test_cli_resume_is_exact(tiny, tmp_path, capsys):
 
     common = ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path", tiny, "--data.group_by_length", "true",
               "--data.data_dir", str(tmp_path / "data"), "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "1",
-              "--trainer.callbacks+=stop_helpers.SignalAt"]  # 1 val batch: a stop signal is then handled after validation
+              "--trainer.callbacks+=probe_callbacks.SignalAt"]  # 1 val batch: a stop signal is then handled after validation
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     never = ["--trainer.callbacks.step", "-1"]
     assert fit(*common, *never, "--run_dir", str(straight)) == 0
@@ -389,8 +389,8 @@ def test_cli_resume_is_exact(tiny, tmp_path, capsys):
     assert fit(*common, *never, "--run_dir", str(straight), "--ckpt_path", "last", "--trainer.max_epochs", "3",
                "--data.train_file", str(latin1)) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"paradis: error: {latin1} is not UTF-8 text (byte 0xe9 at position 14); save it as UTF-8 "
-        "(e.g. `iconv -f latin1 -t utf-8`) and pass that file."
+        f"paradis: error: {latin1} is not UTF-8 text (byte 0xe9 at offset 14); save it as UTF-8 "
+        "(e.g. `iconv -f latin1 -t utf-8 latin1.csv > utf8_latin1.csv`) and pass that file."
     )
     assert {p: p.read_bytes() for p in straight.rglob("*") if p.is_file()} == before
 
@@ -406,7 +406,21 @@ def test_bundled_reviews_split():
 
 
 # -- CLI end to end ---------------------------------------------------------------------------
-def test_cli_fit_test_predict(paradis, tiny, tmp_path):
+def in_process(*args: str) -> int:
+    """`paradis ARGS` in this process (no interpreter start-up); the exit code."""
+    from apps.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.argv", ["paradis"])
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            return int(exc.code or 0)
+    return 0
+
+
+def test_cli_fit_test_predict(paradis, tiny, tmp_path, capsys):
+    """`fit` through the installed console script; `test` and `predict` through the same CLI in this process."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
@@ -420,12 +434,14 @@ def test_cli_fit_test_predict(paradis, tiny, tmp_path):
     assert "val/confusion_matrix" in events.Tags()["images"]
     assert {"train/loss_epoch", "val/acc", "val/f1", "params/trainable"} <= set(events.Tags()["scalars"])
 
-    result = paradis("test", *common)
-    assert "test/acc" in result.stdout and "test/f1" in result.stdout
+    capsys.readouterr()
+    assert in_process("test", *common) == 0
+    out = capsys.readouterr().out
+    assert "test/acc" in out and "test/f1" in out
 
     predict_file = tmp_path / "new.csv"
     write_rows(predict_file, [{"text": t} for t in SAMPLES])
-    paradis("predict", *common, "--data.predict_file", str(predict_file))
+    assert in_process("predict", *common, "--data.predict_file", str(predict_file)) == 0
     with open(run / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["input"] for r in rows] == SAMPLES

@@ -8,15 +8,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from callbacks.initial_weights import WEIGHTS_FILE
-from callbacks.metrics_file import METRICS_FILE
-
 # Per-epoch series in the report, and the one test metric.
 SERIES = ("train/loss_epoch", "val/loss", "val/acc", "perf/epoch_time_s", "perf/samples_per_s", "perf/peak_memory_mb")
 TEST_METRIC = "test/acc"
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
+    from callbacks.metrics_file import METRICS_FILE  # here: the callbacks import lightning, which `paradis-lab` itself does not need
+
     path = run_dir / METRICS_FILE
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -28,6 +27,8 @@ def run_metrics(run_dir: Path, target_acc: float) -> dict[str, Any]:
     curves = {tag: [e[tag] for e in epochs if tag in e] for tag in SERIES}
     val_acc = curves["val/acc"]
     reached = next((epoch for epoch, acc in enumerate(val_acc, 1) if acc >= target_acc), None)
+    from callbacks.initial_weights import WEIGHTS_FILE
+
     weights_file = run_dir / WEIGHTS_FILE
     weights = json.loads(weights_file.read_text()) if weights_file.exists() else {}
     mean = lambda xs: statistics.fmean(xs) if xs else math.nan  # noqa: E731
