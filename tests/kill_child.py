@@ -1,6 +1,6 @@
 """The process that tests/test_kill.py kills with SIGKILL: `paradis fit` forked from a multiprocessing fork
-server that has already imported Paradis and unpickled the bundled MNIST (importing this module does both),
-so each killed run starts training in well under a second instead of paying the ~6 s start-up again."""
+server that has already imported Paradis (importing this module does it), so each killed run skips the
+~6 s of imports."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import os
 import sys
 
 from apps.cli import main
-from datamodules.mnist import load_bundled
-
-load_bundled()  # cached in the fork server, shared by every child
 
 
 def run_fit(args: list[str], log: str) -> None:
