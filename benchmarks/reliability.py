@@ -80,7 +80,7 @@ def kills(out: Path) -> list[str]:
     final = ckpt(run / "checkpoints" / "last.ckpt")["global_step"]
     return ["| kills (SIGKILL) | of them during a checkpoint write | last.ckpt loaded after the kill | resumed to the end |",
             "|---|---|---|---|", f"| {len(steps) - 1} / 10 survived | {during_save} | {len(steps) - 1} / 10; its step "
-            f"after each kill: {steps[1:]} | {'yes' if code == 0 and final == 100 else 'no'} (step {final} of 100) |"]
+            f"after each kill: {steps[1:]} | {'yes' if code == 0 and final == 300 else 'no'} (step {final} of 300) |"]
 
 
 def main() -> None:
