@@ -227,9 +227,13 @@ class MNISTClassifier(LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities `[B, 10]` for uint8 digits `[B, 28, 28]` (`paradis.contract.Classifier`)."""
+        return self(images.to(self.device)).float().softmax(dim=-1)
+
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict:
         images, names = batch
-        probabilities = self(images).float().softmax(dim=-1)
+        probabilities = self.classify(images)
         return {"input": names, "prediction": probabilities.argmax(dim=-1), "probabilities": probabilities}
 
     def on_train_start(self) -> None:

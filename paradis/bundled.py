@@ -1,6 +1,6 @@
 """Where the offline data lives: files shipped inside PyPI packages.
 
-The one place that knows package names and file paths (see DESIGN.md). The
+The one place that knows package names and file paths. The
 packages are located with ``find_spec`` without importing them: their own
 imports pull heavy dependencies we do not install.
 """

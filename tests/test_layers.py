@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("paradis", "lightning_modules", "datamodules", "callbacks", "apps")
@@ -58,3 +59,20 @@ def test_the_checker_sees_a_wrong_import(tmp_path):
 def test_files_stay_small(package):
     long = {str(p.relative_to(ROOT)): n for p in source_files(package) if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"files over {MAX_LINES} lines: {long}; split them by job (docs/design.md)"
+
+
+def test_task_modules_fulfil_the_contract():
+    """The CLI, the callbacks and the app rely on `paradis.contract` only; each task module provides it."""
+    from lightning_modules.ddpm import DDPM
+    from lightning_modules.mnist import MNISTClassifier
+    from paradis.contract import Classifier, Generator, Task
+
+    mnist = MNISTClassifier()
+    ddpm = DDPM(sample_size=8, in_channels=1, model_channels=8, channel_mult=(1,), num_res_blocks=1,
+                attention_resolutions=(), attention_head_dim=8, num_train_timesteps=10)
+    assert isinstance(mnist, Classifier) and isinstance(ddpm, Generator)
+    assert isinstance(ddpm, Task) and not isinstance(ddpm, Classifier) and not isinstance(mnist, Generator)
+    digits = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    assert mnist.classify(digits).shape == (3, len(mnist.class_names))
+    images = ddpm.sample(2, steps=2, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (2, 1, 8, 8) and 0 <= images.min() and images.max() <= 1

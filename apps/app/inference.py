@@ -78,7 +78,7 @@ def classify_digit(models, path: Optional[str], image: Image.Image) -> tuple[dic
     digit = preprocess_digit(image)
     model, lock = models.get(path, "mnist")
     with lock, torch.inference_mode():
-        probabilities = model(digit[None]).float().softmax(dim=-1)[0]
+        probabilities = model.classify(digit[None])[0]
     seen = png_file(enlarge(Image.fromarray(digit.numpy()), 224), "seen")
     return {name: float(p) for name, p in zip(model.class_names, probabilities)}, seen
 
