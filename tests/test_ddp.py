@@ -18,7 +18,9 @@ from conftest import BIN, ROOT
 from resume_tools import DDPM, ckpt, differences
 
 DDP = ["--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2"]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)}
+# One intra-op thread everywhere: the thread count changes float sums, and torchrun and Lightning's own launcher
+# would otherwise pick different counts (then the two-node run differs from the two-process one by ~1e-9).
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)}
 MNIST_DDP = [
     "--config", "configs/mnist.yaml", "--data.download", "false", "--data.train_subset", "2048",
     "--data.val_size", "1000", "--trainer.limit_train_batches", "8", "--trainer.limit_val_batches", "1",

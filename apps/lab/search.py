@@ -16,9 +16,10 @@
 The study lives in `<runs-dir>/<axis>/study.db` (SQLite) or in `--storage URL` (any database Optuna's
 RDB storage takes, e.g. PostgreSQL, so workers on several machines share one study). Every worker
 (`--workers N` per machine) repeats: fail trials whose heartbeat stopped (a killed worker; their
-parameters are queued again by `RetryFailedTrialCallback`), stop when the budget is reached, else run
-one trial (`study.optimize(n_trials=1)`, which keeps the trial's heartbeat). Re-running the same
-command after a kill continues the study; trial numbers never repeat.
+parameters are queued again by `RetryFailedTrialCallback`), stop when the budget is reached and no retry
+is queued, else run one trial (`study.optimize(n_trials=1)`, which keeps the trial's heartbeat). Re-running the same
+command after a kill continues the study; trial numbers never repeat. As with Optuna's own `n_trials`,
+workers that start their last trials at the same moment can finish up to `workers - 1` trials past the budget.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def worker(lab_path: str, out_dir: str, url: str, budget: int, extra: list[str],
         seed = None if lab.seed is None else lab.seed * 1000 + index * 100003 + len(study.get_trials(deepcopy=False))
         study.sampler = make_sampler(config, seed)
         done, running, waiting = finished_count(study)
-        if done >= budget:
+        if done >= budget and not waiting:  # a queued retry of a lost trial still runs: no trial is lost
             break
         if done + running >= budget and not waiting:
             time.sleep(config.heartbeat)  # the last trials are running elsewhere: wait until they end or go stale
