@@ -105,11 +105,6 @@ class _GeneratorData(LightningDataModule):
             self.train = torch.utils.data.Subset(images, order[n_val:].tolist())
         rank_zero_info(f"{type(self).__name__}: {len(self.train)} training and {len(self.val)} validation images")
 
-    def __str__(self) -> str:
-        """Lightning's default lists every loader's dataset size and fails on `TensorBatches` (an iterable of
-        tuples, not a DataLoader); jsonargparse prints it when the CLI's `data.class_names` link finds none."""
-        return f"{type(self).__name__}(image_size={self.image_size}, batch_size={self.batch_size})"
-
     @property
     def device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")

@@ -111,11 +111,6 @@ class MNISTDataModule(LightningDataModule):
         self.source: Optional[str] = None
         self.train = self.val = self.test = None
 
-    def __str__(self) -> str:
-        # As in datamodules/images.py: jsonargparse prints data modules in its link messages and Lightning's
-        # __str__ builds every loader (which fails before setup); keep it cheap.
-        return type(self).__name__
-
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node before setup(): the only place that downloads,
         # so DDP ranks never race on the same files.
