@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -34,6 +34,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from callbacks.checkpointing import AtomicCheckpointIO, CheckpointNotWritten
 from callbacks.divergence import Diverged
+from callbacks.progress import TimedProgressBar
 from callbacks.speed import EpochStats
 from apps.cli_parser import ParadisParser, requested_subcommand
 from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard, check_budget_left, exit_stopped, reliability_callbacks
@@ -122,7 +123,7 @@ class ParadisCLI(LightningCLI):
         if not any(isinstance(c, EpochStats) for c in callbacks):
             callbacks.append(EpochStats())
         if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            callbacks.append(TQDMProgressBar())  # Lightning's default Rich bar costs ~0.5 ms CPU per step (BENCHMARKS.md)
+            callbacks.append(TimedProgressBar())  # Lightning's Rich bar, or tqdm redrawn every batch, cost more than an MLP step
         kwargs["callbacks"] = callbacks
         plugins = trainer_config.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]

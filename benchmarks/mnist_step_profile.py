@@ -5,7 +5,7 @@
 
 plain:   the PyTorch loop of benchmarks/mnist_epoch.py (b);
 bare:    Lightning Trainer with no logger, no checkpointing, no callbacks;
-paradis: Trainer with what `paradis fit` adds (TensorBoard, ModelCheckpoint, EpochStats, GradientHistograms).
+paradis: `paradis fit --config configs/mnist.yaml` itself (benchmarks/mnist_epoch.py's `TimedCLI`), validation off.
 Steps 0-199 are warm-up and not timed (the epoch must hold --steps batches: 781 at batch 64).
 """
 
@@ -24,14 +24,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from callbacks.histograms import GradientHistograms  # noqa: E402
-from callbacks.speed import EpochStats  # noqa: E402
+from benchmarks.mnist_epoch import ROOT, TimedCLI  # noqa: E402
 from datamodules.mnist import MNISTDataModule  # noqa: E402
 from lightning_modules.mnist import MNISTClassifier  # noqa: E402
-from paradis.runtime import skip_nvml_probe_without_gpu  # noqa: E402
+from paradis.runtime import prepare_process  # noqa: E402
 
 WARMUP = 200
 
@@ -79,17 +76,25 @@ def run_plain(steps: int) -> float:
     return time.process_time() - start
 
 
-def run_lightning(steps: int, full: bool, profile: str | None) -> float:
+def run_lightning(steps: int, profile: str | None) -> float:
+    """Lightning's Trainer alone: no logger, no checkpointing, no callbacks but the clock."""
     seed_everything(0, verbose=False)
     clock = SteadyClock(steps - 1, profile)
-    tmp = Path(tempfile.mkdtemp())
-    extra = dict(
-        logger=TensorBoardLogger(tmp, name="", version=""),
-        callbacks=[clock, EpochStats(), GradientHistograms(200), ModelCheckpoint(dirpath=tmp)],
-    ) if full else dict(logger=False, enable_checkpointing=False, callbacks=[clock])
     trainer = Trainer(max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False,
-                      enable_progress_bar=False, accelerator="cpu", log_every_n_steps=50, **extra)
+                      enable_progress_bar=False, accelerator="cpu", log_every_n_steps=50, logger=False,
+                      enable_checkpointing=False, callbacks=[clock])
     trainer.fit(MNISTClassifier(), data())
+    return clock.seconds
+
+
+def run_paradis(steps: int, profile: str | None) -> float:
+    """`paradis fit --config configs/mnist.yaml` itself, stopped after `steps` steps (validation off)."""
+    TimedCLI.clock = clock = SteadyClock(steps - 1, profile)
+    with tempfile.TemporaryDirectory() as tmp:
+        TimedCLI(args=["fit", "--config", str(ROOT / "configs" / "mnist.yaml"), "--run_dir", tmp, "--seed_everything", "0",
+                       "--data.download", "false", "--data.val_size", "10000", "--trainer.max_steps", str(steps),
+                       "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
+                       "--trainer.accelerator", "cpu"])
     return clock.seconds
 
 
@@ -99,10 +104,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=700)
     parser.add_argument("--profile", help="write a cProfile of the steady state of the Lightning loops here")
     args = parser.parse_args()
-    # What `paradis` does at start-up; a plain PyTorch script never has Lightning's NVML setting at all.
-    skip_nvml_probe_without_gpu()
+    prepare_process(console=False)  # what `paradis` does at start-up (see benchmarks/mnist_epoch.py)
     for loop in args.loops:
-        seconds = run_plain(args.steps) if loop == "plain" else run_lightning(args.steps, loop == "paradis", args.profile)
+        run = {"plain": lambda: run_plain(args.steps), "bare": lambda: run_lightning(args.steps, args.profile),
+               "paradis": lambda: run_paradis(args.steps, args.profile)}[loop]
+        seconds = run()
         print(f"{loop}: {1000 * seconds / (args.steps - WARMUP):.2f} CPU ms/step", flush=True)
 
 

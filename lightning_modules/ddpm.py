@@ -33,10 +33,9 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
-from lightning.pytorch import LightningModule
 
 from lightning_modules import gpu
-from lightning_modules.common import check_choice, check_positive, check_probability, decay_param_groups
+from lightning_modules.common import TaskModule, check_choice, check_positive, check_probability, decay_param_groups
 from lightning_modules.unet import (PredictionType, Sampler, SAMPLERS, Schedule, build_pipeline,  # noqa: F401
                                     check_unet_shape, export_pipeline, make_scheduler, make_unet)
 from paradis.images import denormalize
@@ -44,7 +43,7 @@ from paradis.images import denormalize
 VAL_SEED = 1234  # fixed timesteps and noise for val/loss, so epochs are comparable
 
 
-class DDPM(LightningModule):
+class DDPM(TaskModule):
     """Denoising diffusion model over `in_channels` x `sample_size`^2 images.
 
     Args:

@@ -14,12 +14,11 @@ from typing import Literal, Optional, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_modules.common import OPTIMIZERS, OptimizerName, build_optimizer, check_choice, check_positive, check_probability
+from lightning_modules.common import OPTIMIZERS, OptimizerName, TaskModule, build_optimizer, check_choice, check_positive, check_probability
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -103,7 +102,7 @@ def cnn(channels: Sequence[int], hidden_sizes: Sequence[int], activation: str, d
     return nn.Sequential(*layers)
 
 
-class MNISTClassifier(LightningModule):
+class MNISTClassifier(TaskModule):
     """Configurable MNIST classifier.
 
     Args:

@@ -18,20 +18,19 @@ from typing import Optional, get_args
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch.nn.modules.module import _IncompatibleKeys
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from lightning_modules.common import check_choice, check_positive, check_probability, decay_param_groups
+from lightning_modules.common import TaskModule, check_choice, check_positive, check_probability, decay_param_groups
 from lightning_modules.text_peft import PeftMethod, load_base, lora_targets, wrap
 
 __all__ = ["TextClassifier", "lora_targets"]
 CHECKPOINT_KEY = "text_model"
 
 
-class TextClassifier(LightningModule):
+class TextClassifier(TaskModule):
     """Sequence classifier fine-tuned with LoRA, prompt tuning, P-tuning or fully.
 
     Args:

@@ -171,3 +171,25 @@ def test_bf16_mixed_and_early_stopping(tmp_path):
     assert last["epoch"] == 1  # stopped after the second epoch (no improvement of 1.0 is possible)
     config = (run / "config.yaml").read_text()
     assert "precision: bf16-mixed" in config and "EarlyStopping" in config
+
+
+def test_progress_bar_redraws_by_time_not_per_batch(tmp_path, capsys):
+    """Lightning's tqdm bar redrew twice per batch (more CPU than an MLP step); `paradis` redraws by time."""
+    from apps.cli import ParadisCLI
+    from callbacks.progress import TimedProgressBar
+
+    assert FAST[-2:] == ["--trainer.enable_progress_bar", "false"]
+    args = FAST[:-2]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.argv", ["paradis"])
+        cli = ParadisCLI(args=["fit", *args, "--run_dir", str(tmp_path), "--trainer.max_epochs", "1",
+                               "--trainer.limit_val_batches", "0"])
+    bars = [c for c in cli.trainer.callbacks if isinstance(c, TimedProgressBar)]
+    assert len(bars) == 1 and bars[0].min_interval > 0
+    redraws = capsys.readouterr().out.count("Epoch 0:")
+    assert 1 <= redraws < 8  # 8 batches: at least the last one is drawn, far from 2 per batch
+
+    bar = TimedProgressBar(min_interval=3600)
+    assert [bar._should_update(n, 5) for n in range(1, 6)] == [True, False, False, False, True]
+    with pytest.raises(ValueError, match="min_interval"):
+        TimedProgressBar(min_interval=-1)

@@ -100,3 +100,27 @@ def test_text_divergence_stops_with_finite_checkpoints(tiny_text, tmp_path, caps
     code = fit(*tiny_text, "--run_dir", str(tmp_path), "--model.lr", "1e30", "--model.warmup_ratio", "0.0",
                "--trainer.max_epochs", "5")
     assert_diverged_cleanly(tmp_path, capsys.readouterr().err, code)
+
+
+@pytest.mark.parametrize("bad, message", [(None, None), ("nan", "the gradients became NaN"),
+                                          ("inf", "the gradients became inf"), ("loss", "the loss became inf")])
+def test_divergence_guard_checks_every_gradient_and_loss(bad, message):
+    """One summed check per step: a single non-finite gradient element (the loss finite) is enough to stop."""
+    from types import SimpleNamespace
+
+    from callbacks.divergence import Diverged, DivergenceGuard
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    model(torch.randn(5, 4)).square().mean().backward()
+    if bad in ("nan", "inf"):
+        model[1].weight.grad[1, 2] = float(bad)
+    trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), world_size=1, current_epoch=0, global_step=7)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    guard = DivergenceGuard()
+    guard.on_before_backward(trainer, None, torch.tensor(float("inf") if bad == "loss" else 0.5))
+    if message is None:
+        guard.on_before_optimizer_step(trainer, None, optimizer)
+    else:
+        with pytest.raises(Diverged, match=f"{message} at epoch 0, step 7"):
+            guard.on_before_optimizer_step(trainer, None, optimizer)
+    assert guard._losses == []  # the next step starts afresh
