@@ -34,6 +34,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from callbacks.checkpointing import AtomicCheckpointIO, CheckpointNotWritten
 from callbacks.divergence import Diverged
+from callbacks.profiler import NoProfiler
 from callbacks.progress import TimedProgressBar
 from callbacks.speed import EpochStats
 from apps.cli_parser import ParadisParser, requested_subcommand
@@ -125,6 +126,8 @@ class ParadisCLI(LightningCLI):
         if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(TimedProgressBar())  # Lightning's Rich bar, or tqdm redrawn every batch, cost more than an MLP step
         kwargs["callbacks"] = callbacks
+        if trainer_config.get("profiler") is None:
+            kwargs["profiler"] = NoProfiler()
         plugins = trainer_config.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):

@@ -173,21 +173,32 @@ def test_bf16_mixed_and_early_stopping(tmp_path):
     assert "precision: bf16-mixed" in config and "EarlyStopping" in config
 
 
-def test_progress_bar_redraws_by_time_not_per_batch(tmp_path, capsys):
-    """Lightning's tqdm bar redrew twice per batch (more CPU than an MLP step); `paradis` redraws by time."""
+def test_progress_bar_and_profiler_cost_little_per_batch(tmp_path, capsys):
+    """Lightning's tqdm bar redrew twice per batch (more CPU than an MLP step); `paradis` redraws by time. Its
+    default profiler is a no-op without a generator per hook; `--trainer.profiler` still picks Lightning's."""
+    from lightning.pytorch.profilers import SimpleProfiler
+
     from apps.cli import ParadisCLI
+    from callbacks.profiler import NoProfiler
     from callbacks.progress import TimedProgressBar
 
+    def fit(*extra: str) -> ParadisCLI:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("sys.argv", ["paradis"])
+            return ParadisCLI(args=["fit", *FAST[:-2], "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0",
+                                    *extra])
+
     assert FAST[-2:] == ["--trainer.enable_progress_bar", "false"]
-    args = FAST[:-2]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("sys.argv", ["paradis"])
-        cli = ParadisCLI(args=["fit", *args, "--run_dir", str(tmp_path), "--trainer.max_epochs", "1",
-                               "--trainer.limit_val_batches", "0"])
+    cli = fit("--run_dir", str(tmp_path / "a"))
+    assert isinstance(cli.trainer.profiler, NoProfiler)
     bars = [c for c in cli.trainer.callbacks if isinstance(c, TimedProgressBar)]
     assert len(bars) == 1 and bars[0].min_interval > 0
     redraws = capsys.readouterr().out.count("Epoch 0:")
     assert 1 <= redraws < 8  # 8 batches: at least the last one is drawn, far from 2 per batch
+
+    profiled = fit("--run_dir", str(tmp_path / "b"), "--trainer.profiler", "simple", "--trainer.max_steps", "2")
+    assert isinstance(profiled.trainer.profiler, SimpleProfiler)
+    assert any("training_step" in action for action in profiled.trainer.profiler.recorded_durations)
 
     bar = TimedProgressBar(min_interval=3600)
     assert [bar._should_update(n, 5) for n in range(1, 6)] == [True, False, False, False, True]
