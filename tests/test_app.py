@@ -231,13 +231,14 @@ def test_ddpm_matches_paradis_predict_with_ema_weights(runs, client, predicted):
     assert shown.shape == (560, 560, 3) and np.array_equal(shown[::8, ::8], got)
     checkpoint = torch.load(ckpt(runs, "lab/ddpm/tiny"), weights_only=True)
     assert any(not torch.equal(checkpoint["state_dict"][k], v) for k, v in checkpoint["current_model_state"].items())
-    job = client.submit(ckpt(runs, "lab/ddpm/tiny"), 4, 6, "DDIM", 12, api_name="/generate")
+    # 40 steps: long enough for the 20 ms polling below to see progress on a loaded machine
+    job = client.submit(ckpt(runs, "lab/ddpm/tiny"), 4, 6, "DDIM", 40, api_name="/generate")
     seen = set()
     while not job.done():
         progress = job.status().progress_data
         seen.update((p.index, p.length, p.unit) for p in progress or [] if p.index is not None)
         time.sleep(0.02)
-    assert seen and all(length == 12 and unit == "steps" for _, length, unit in seen), seen  # gr.Progress per step
+    assert seen and all(length == 40 and unit == "steps" for _, length, unit in seen), seen  # gr.Progress per step
     assert not np.array_equal(np.asarray(Image.open(job.result()[1]).convert("RGB"), dtype=int), got)
 
 
