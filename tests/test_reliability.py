@@ -124,3 +124,30 @@ def test_divergence_guard_checks_every_gradient_and_loss(bad, message):
         with pytest.raises(Diverged, match=f"{message} at epoch 0, step 7"):
             guard.on_before_optimizer_step(trainer, None, optimizer)
     assert guard._losses == []  # the next step starts afresh
+
+
+def test_divergence_guard_leaves_overflowing_gradients_to_the_grad_scaler():
+    """Under 16-mixed the GradScaler skips steps whose gradients overflowed and lowers its scale, by design:
+    the guard must not stop such a run (only a non-finite loss stops it). CPU float16 autocast with a
+    GradScaler whose first scale (2^40) overflows the gradients for several steps."""
+    from lightning.pytorch import Trainer, seed_everything
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from callbacks.divergence import Diverged, DivergenceGuard
+    from datamodules.mnist import MNISTDataModule
+    from lightning_modules.mnist import MNISTClassifier
+
+    seed_everything(0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    trainer = Trainer(plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)], accelerator="cpu", logger=False,
+                      max_steps=6, limit_val_batches=0, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[DivergenceGuard()])
+    model = MNISTClassifier()
+    trainer.fit(model, MNISTDataModule(download=False, batch_size=64, train_subset=1024, val_size=1000))
+    assert trainer.global_step == 6 and scaler.get_scale() < 2.0**40  # steps were skipped, none stopped the run
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+    guard = DivergenceGuard()  # a non-finite loss still stops it
+    guard.on_before_backward(trainer, model, torch.tensor(float("nan")))
+    with pytest.raises(Diverged, match="the loss became NaN"):
+        guard.on_before_optimizer_step(trainer, model, trainer.optimizers[0])
