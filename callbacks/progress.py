@@ -21,7 +21,8 @@ class TimedProgressBar(TQDMProgressBar):
                  min_interval: float = 0.2) -> None:
         super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
         if min_interval < 0:
-            raise ValueError(f"min_interval must be zero or more seconds, got {min_interval}.")
+            raise ValueError(f"The progress bar's min_interval must be zero or more seconds (0: redraw every "
+                             f"refresh_rate batches), got {min_interval}.")
         self.min_interval = min_interval
         self._last_draw = float("-inf")
 
