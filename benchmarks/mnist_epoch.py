@@ -156,7 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     # What `paradis` does at start-up (quiet libraries, gc.freeze, no NVML probe per Adam step without a GPU:
     # a plain PyTorch script never has Lightning's NVML setting at all).
-    prepare_process(console=False)
+    prepare_process(console=True)
 
     all_images, all_labels, test_images, test_labels = load_bundled()
     generator = torch.Generator().manual_seed(42)

@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=700)
     parser.add_argument("--profile", help="write a cProfile of the steady state of the Lightning loops here")
     args = parser.parse_args()
-    prepare_process(console=False)  # what `paradis` does at start-up (see benchmarks/mnist_epoch.py)
+    prepare_process(console=True)  # what `paradis` does at start-up (see benchmarks/mnist_epoch.py)
     for loop in args.loops:
         run = {"plain": lambda: run_plain(args.steps), "bare": lambda: run_lightning(args.steps, args.profile),
                "paradis": lambda: run_paradis(args.steps, args.profile)}[loop]

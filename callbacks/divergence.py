@@ -41,20 +41,31 @@ class DivergenceGuard(Callback):
         if getattr(trainer.precision_plugin, "scaler", None) is None:  # else the GradScaler skips such steps
             grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         # One number, one device-to-host sync per step: a NaN or an inf anywhere makes the total non-finite.
-        sums = [value.sum(dtype=torch.float32) for value in losses + grads]
-        ok = not sums or math.isfinite(torch.stack(sums).sum().item())
-        if trainer.world_size > 1:  # gradients are already averaged over the ranks; a loss is per rank
-            ok = trainer.strategy.reduce_boolean_decision(ok, all=True)
-        if ok:
+        sums = [numbers(value).sum(dtype=torch.float32) for value in losses + grads]
+        local_ok = not sums or math.isfinite(torch.stack(sums).sum().item())
+        ok = trainer.strategy.reduce_boolean_decision(local_ok, all=True) if trainer.world_size > 1 else local_ok
+        if ok:  # gradients are already averaged over the ranks; a loss is per rank, so the flag is reduced
             return
-        loss_finite = all(bool(torch.isfinite(loss).all()) for loss in losses)
-        grads_finite = all(bool(torch.isfinite(grad).all()) for grad in grads)
-        any_nan = any(bool(torch.isnan(value).any()) for value in losses + grads)
-        kind = "NaN" if any_nan else "inf"
-        what = (f"the loss became {kind}" if not loss_finite else f"the gradients became {kind}" if not grads_finite
-                else "the loss became non-finite in another process" if trainer.world_size > 1
-                else "the gradients became too large to sum (over 3e38)")
         raise Diverged(
-            f"{what} at epoch {trainer.current_epoch}, step {trainer.global_step}; lower --model.lr, "
-            "set --trainer.gradient_clip_val 1.0, or train in 32-bit precision"
+            f"{what_diverged(losses, grads, local_ok)} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+            "lower --model.lr, set --trainer.gradient_clip_val 1.0, or train in 32-bit precision"
         )
+
+
+def numbers(value: torch.Tensor) -> torch.Tensor:
+    """The numbers of a loss or gradient as a real dense tensor: a sparse one's stored values, a complex one's
+    real and imaginary parts."""
+    if value.is_sparse:
+        value = value.coalesce().values()
+    return torch.view_as_real(value) if value.is_complex() else value
+
+
+def what_diverged(losses: list[torch.Tensor], grads: list[torch.Tensor], local_ok: bool) -> str:
+    """Which of them is not finite, for the message (only after the summed check failed)."""
+    if local_ok:
+        return "the loss or the gradients became non-finite in another process"
+    for name, values in (("loss", losses), ("gradients", grads)):
+        bad = [numbers(v) for v in values if not bool(torch.isfinite(numbers(v)).all())]
+        if bad:
+            return f"the {name} became {'NaN' if any(bool(torch.isnan(v).any()) for v in bad) else 'inf'}"
+    return "the losses and gradients became too large to sum (over 3e38 in float32)"

@@ -5,13 +5,15 @@ metrics) by calling `tqdm.refresh()` itself, which bypasses tqdm's own `mininter
 that is two terminal writes per batch: for the 784-128-10 MLP at batch 64 the bar alone cost more than the
 training step (BENCHMARKS.md), and a log file piped from `paradis fit` got two lines per batch. A fixed
 larger refresh rate would freeze the bar of a slow task (a DDPM step can take seconds). `TimedProgressBar`
-keeps `refresh_rate` and also waits `min_interval` seconds between redraws; the last batch of a loop is
-always drawn.
+keeps `refresh_rate` and also waits `min_interval` seconds between redraws. A loop's last batch is always
+drawn: at the end of a full loop, and also when it stops early (`max_steps`, early stopping, an iterable
+without a length), when its epoch or stage ends.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any, Optional
 
 from lightning.pytorch.callbacks import TQDMProgressBar
 
@@ -25,6 +27,7 @@ class TimedProgressBar(TQDMProgressBar):
                              f"refresh_rate batches), got {min_interval}.")
         self.min_interval = min_interval
         self._last_draw = float("-inf")
+        self._done: dict[str, int] = {}  # batches finished in the running loop of each bar
 
     def _should_update(self, current: int, total: int) -> bool:
         if not super()._should_update(current, total):
@@ -34,3 +37,43 @@ class TimedProgressBar(TQDMProgressBar):
             self._last_draw = now
             return True
         return False
+
+    def _draw_last(self, stage: str, bar: Optional[Any]) -> None:
+        n = self._done.pop(stage, None)
+        if bar is not None and n is not None and not bar.disable and bar.n != n:
+            bar.n = n
+            bar.refresh()
+
+    # the batches each loop has finished ...
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._done["train"] = batch_idx + 1
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        self._done["validate"] = batch_idx + 1
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        self._done["test"] = batch_idx + 1
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        self._done["predict"] = batch_idx + 1
+
+    # ... are on the bar when the loop ends
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._draw_last("train", self._train_progress_bar)
+        super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._draw_last("validate", self._val_progress_bar)
+        super().on_validation_end(trainer, pl_module)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._draw_last("test", self._test_progress_bar)
+        super().on_test_end(trainer, pl_module)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        self._draw_last("predict", self._predict_progress_bar)
+        super().on_predict_end(trainer, pl_module)

@@ -151,3 +151,32 @@ def test_divergence_guard_leaves_overflowing_gradients_to_the_grad_scaler():
     guard.on_before_backward(trainer, model, torch.tensor(float("nan")))
     with pytest.raises(Diverged, match="the loss became NaN"):
         guard.on_before_optimizer_step(trainer, model, trainer.optimizers[0])
+
+
+def test_divergence_guard_names_the_cause_in_harder_cases():
+    """Accumulated micro-batch losses, a sparse gradient, a complex one, and finite values whose sum overflows."""
+    from types import SimpleNamespace
+
+    from callbacks.divergence import Diverged, DivergenceGuard
+
+    trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), world_size=1, current_epoch=1, global_step=3)
+
+    def check(losses, grads):
+        params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = g
+        guard = DivergenceGuard()
+        for loss in losses:
+            guard.on_before_backward(trainer, None, loss)
+        guard.on_before_optimizer_step(trainer, None, torch.optim.SGD(params, lr=0.1))
+
+    check([torch.tensor(0.5), torch.tensor(0.7)], [torch.ones(3)])  # all finite: no stop
+    with pytest.raises(Diverged, match="the loss became NaN"):  # the second of two accumulated micro-batches
+        check([torch.tensor(0.5), torch.tensor(float("nan"))], [torch.ones(3)])
+    sparse = torch.sparse_coo_tensor([[0, 2]], [1.0, float("nan")], (4,))
+    with pytest.raises(Diverged, match="the gradients became NaN"):
+        check([torch.tensor(0.5)], [sparse])
+    with pytest.raises(Diverged, match="the gradients became inf"):
+        check([torch.tensor(0.5)], [torch.tensor([1 + 0j, complex(0, float("inf"))])])
+    with pytest.raises(Diverged, match="too large to sum"):
+        check([torch.tensor(0.5)], [torch.full((2,), 3e38)])
