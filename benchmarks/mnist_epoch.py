@@ -92,14 +92,19 @@ class TimedCLI(ParadisCLI):
         return trainer
 
 
+def fit_with_clock(clock: Callback, run_dir: Path, *overrides: str) -> None:
+    """`paradis fit --config configs/mnist.yaml` (seed 0, bundled data, CPU, validation off) with `clock` first."""
+    TimedCLI.clock = clock
+    TimedCLI(args=["fit", "--config", str(ROOT / "configs" / "mnist.yaml"), "--run_dir", str(run_dir),
+                   "--seed_everything", "0", "--data.download", "false", "--trainer.limit_val_batches", "0",
+                   "--trainer.num_sanity_val_steps", "0", "--trainer.accelerator", "cpu", *overrides])
+
+
 def run_paradis(arch: str, batch_size: int, workdir: Path, test: tuple) -> tuple[float, float, float]:
     """Two epochs of `paradis fit --config configs/mnist.yaml` (validation off); the second one is timed."""
-    TimedCLI.clock = clock = EpochClock(*test)
-    TimedCLI(args=["fit", "--config", str(ROOT / "configs" / "mnist.yaml"), "--run_dir", str(workdir),
-                   "--seed_everything", "0", "--model.arch", arch, "--data.download", "false",
-                   "--data.batch_size", str(batch_size), "--data.val_size", str(60_000 - TRAIN_SIZE),
-                   "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "0",
-                   "--trainer.num_sanity_val_steps", "0", "--trainer.accelerator", "cpu"])
+    clock = EpochClock(*test)
+    fit_with_clock(clock, workdir, "--model.arch", arch, "--data.batch_size", str(batch_size),
+                   "--data.val_size", str(60_000 - TRAIN_SIZE), "--trainer.max_epochs", "2")
     return clock.wall, clock.cpu, clock.accuracy
 
 

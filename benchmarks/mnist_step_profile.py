@@ -5,7 +5,7 @@
 
 plain:   the PyTorch loop of benchmarks/mnist_epoch.py (b);
 bare:    Lightning Trainer with no logger, no checkpointing, no callbacks;
-paradis: `paradis fit --config configs/mnist.yaml` itself (benchmarks/mnist_epoch.py's `TimedCLI`), validation off.
+paradis: `paradis fit --config configs/mnist.yaml` itself (benchmarks/mnist_epoch.py's `fit_with_clock`), validation off.
 Steps 0-199 are warm-up and not timed (the epoch must hold --steps batches: 781 at batch 64).
 """
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
 
-from benchmarks.mnist_epoch import ROOT, TimedCLI  # noqa: E402
+from benchmarks.mnist_epoch import fit_with_clock  # noqa: E402
 from datamodules.mnist import MNISTDataModule  # noqa: E402
 from lightning_modules.mnist import MNISTClassifier  # noqa: E402
 from paradis.runtime import prepare_process  # noqa: E402
@@ -89,12 +89,9 @@ def run_lightning(steps: int, profile: str | None) -> float:
 
 def run_paradis(steps: int, profile: str | None) -> float:
     """`paradis fit --config configs/mnist.yaml` itself, stopped after `steps` steps (validation off)."""
-    TimedCLI.clock = clock = SteadyClock(steps - 1, profile)
+    clock = SteadyClock(steps - 1, profile)
     with tempfile.TemporaryDirectory() as tmp:
-        TimedCLI(args=["fit", "--config", str(ROOT / "configs" / "mnist.yaml"), "--run_dir", tmp, "--seed_everything", "0",
-                       "--data.download", "false", "--data.val_size", "10000", "--trainer.max_steps", str(steps),
-                       "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
-                       "--trainer.accelerator", "cpu"])
+        fit_with_clock(clock, Path(tmp), "--data.val_size", "10000", "--trainer.max_steps", str(steps))
     return clock.seconds
 
 

@@ -65,7 +65,7 @@ def what_diverged(losses: list[torch.Tensor], grads: list[torch.Tensor], local_o
     if local_ok:
         return "the loss or the gradients became non-finite in another process"
     for name, values in (("loss", losses), ("gradients", grads)):
-        bad = [numbers(v) for v in values if not bool(torch.isfinite(numbers(v)).all())]
+        bad = [v for v in map(numbers, values) if not bool(torch.isfinite(v).all())]
         if bad:
             return f"the {name} became {'NaN' if any(bool(torch.isnan(v).any()) for v in bad) else 'inf'}"
     return "the losses and gradients became too large to sum (over 3e38 in float32)"
