@@ -105,6 +105,8 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         start = self._start()
         order = self._order()
+        if order is not None:  # the permutation is drawn on the CPU (one generator for every device)
+            order = order.to(self.tensors[0].device)  # data held on the GPU is indexed on the GPU
         n = self._num_samples()
         for i in range(start, len(self)):
             self.position = i + 1

@@ -171,7 +171,8 @@ class DDPM(TaskModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = gpu.adamw(decay_param_groups(self.unet, hp.weight_decay), hp.lr, self.device, fused=hp.fused_adamw)
+        fused = hp.fused_adamw and gpu.fused_allowed(self._trainer)  # not with clipping under mixed precision
+        optimizer = gpu.adamw(decay_param_groups(self.unet, hp.weight_decay), hp.lr, self.device, fused=fused)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
         if math.isfinite(total) and total > hp.warmup_steps:
             scheduler = get_cosine_schedule_with_warmup(optimizer, hp.warmup_steps, int(total))

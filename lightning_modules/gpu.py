@@ -51,6 +51,17 @@ def adamw(params: Iterable[Any], lr: float, device: torch.device | str, fused: b
     return torch.optim.AdamW(params, lr=lr, **kwargs)
 
 
+def fused_allowed(trainer: Any) -> bool:
+    """False when Lightning would refuse a fused optimizer: its mixed-precision plugin (16-mixed and bf16-mixed
+    alike) raises at the first step when gradient clipping is on and the optimizer unscales its own gradients
+    (lightning/pytorch/plugins/precision/amp.py `clip_gradients`; seen on an H200 with bf16-mixed)."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    if trainer is None:
+        return True
+    return not (trainer.gradient_clip_val and isinstance(trainer.precision_plugin, MixedPrecision))
+
+
 def pin_memory(device: torch.device | str | None) -> bool:
     """DataLoader `pin_memory` for a run on `device` (page-locked host batches copy asynchronously to CUDA)."""
     return device is not None and is_cuda(device)
