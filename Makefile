@@ -37,7 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/ddpm.py sample
 	$(BIN)/python benchmarks/text.py
 
-# The prepared GPU check (benchmarks/gpu_check.py, <= 6 min on one GPU): figures + GPU name to $(OUT)/gpu_check.md/.json.
+# The prepared GPU check (benchmarks/gpu_check.py, ~8 min on one GPU): figures + GPU name to $(OUT)/gpu_check.md/.json.
 OUT ?= gpu_check
 PHOTOS ?=
 gpu-check: install

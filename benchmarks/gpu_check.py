@@ -1,25 +1,30 @@
-"""The prepared GPU check: every figure Paradis needs from a GPU, in one run of at most ~6 minutes.
+"""The prepared GPU check: every figure Paradis needs from a GPU, then a photo run, in one run of ~8 minutes.
 
     make gpu-check OUT=gpu_check PHOTOS=path/to/cat/photos       # = the line below
     python benchmarks/gpu_check.py gpu_check --photos path/to/cat/photos
-    python benchmarks/gpu_check.py /tmp/gpu_dry --dry-run          # the same code, tiny sizes, CPU, < 1 min
+    python benchmarks/gpu_check.py /tmp/gpu_dry --dry-run          # the same code, tiny sizes, CPU, ~1 min
 
 Writes `<out>/gpu_check.md` and `<out>/gpu_check.json` (rewritten after every section, so a run cut short
-keeps what it measured), each figure labelled with the GPU's name, plus `<out>/cats64/` (the timed run),
-`<out>/cats64_samples.png` and `<out>/cats64_loss.png`. Sections (`--sections` picks some):
+keeps what it measured), each figure labelled with the GPU's name, and the photo run's grid, loss curve,
+TensorBoard events and EMA samples (`cats64_*`). Sections (`--sections` picks some), in order of value:
 
+  disk      how fast a checkpoint is written where the runs write (in /dev/shm when there is one).
   tasks     every task (MNIST MLP and CNN, DDPM, text LoRA) trains a few steps on CUDA in 32, 16-mixed and
             bf16-mixed: the loss is finite and the run finishes (pass / fail with the error).
+  ddpm64    `paradis fit --config configs/ddpm_cats64.yaml` against a bare diffusers loop (gpu_cats64.py).
+  guard16   the divergence guard under 16-mixed: GradScaler overflows skipped, a NaN loss stopped.
+  text      LoRA on a DistilBERT-shaped model (DistilBertConfig's real architecture, random weights, the
+            bundled MiniLM tokenizer's vocabulary), samples/s: Paradis against the HF Trainer + peft.
+  mnist     one MNIST epoch: Paradis against a plain PyTorch loop (data on the GPU in both).
   ddpm      the 128 px seed configuration (configs/ddpm_cats.yaml: 183M-parameter U-Net, batch 8) in 32,
             bf16-mixed and 16-mixed: images/s and peak CUDA memory, Paradis (Lightning) against a bare
             PyTorch + diffusers loop on the same U-Net and data; the same with gradient checkpointing
             (does it fit an 8 GB card?); the EMA update's cost next to a step.
   sampling  DDIM 50 steps against DDPM 1000 steps for 16 images (seed U-Net, random weights: speed only).
-  text      LoRA on a DistilBERT-shaped model (DistilBertConfig's real architecture, random weights, the
-            bundled MiniLM tokenizer's vocabulary), samples/s: Paradis against the HF Trainer + peft.
-  mnist     one MNIST epoch: Paradis against a plain PyTorch loop (data on the GPU in both).
-  train64   a timed training run (`--train-seconds`, default 120 s, bf16-mixed) of configs/ddpm_cats64.yaml
-            on the folder `--photos`: sample grid and loss curve (skipped without --photos).
+  compile   `--model.compile true`: compile time and images/s against eager (a 32 px U-Net).
+  train64   configs/ddpm_cats64.yaml on the folder `--photos` for the rest of `--budget-seconds`, then
+            `--samples` EMA samples as uint8 arrays (gpu_cats64.py; skipped without --photos).
+A measuring section is skipped when it would leave the photo run less than `--min-train-seconds`.
 
 Needs, beyond `pip install -e .` of this project (which brings torch, lightning, diffusers, transformers,
 peft, jsonargparse, torchvision, opencv-python-headless, tensorboard, matplotlib, PyYAML): a CUDA build of
@@ -43,6 +48,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -56,18 +62,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import yaml  # noqa: E402
-from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
+from lightning.pytorch import Trainer, seed_everything  # noqa: E402
 
-SECTIONS = ("tasks", "ddpm", "sampling", "text", "mnist", "train64")
+from benchmarks.clock import Clock, sync  # noqa: E402
+from benchmarks.gpu_cats64 import section_ddpm64, section_guard16, section_train64  # noqa: E402
+
+SECTIONS = ("disk", "tasks", "ddpm64", "guard16", "text", "mnist", "ddpm", "sampling", "compile", "train64")
 GIB = 2**30
 
 
 # -- measuring ---------------------------------------------------------------------------------------
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def reset_peak(device: str) -> None:
     gc.collect()  # the previous run's model and optimizer state
     if device == "cuda":
@@ -77,37 +81,6 @@ def reset_peak(device: str) -> None:
 
 def peak_gib(device: str) -> float | None:
     return round(torch.cuda.max_memory_allocated() / GIB, 2) if device == "cuda" else None
-
-
-class Clock(Callback):
-    """Samples/s from optimizer step `warmup` to the end of fit (CUDA synchronised at both ends)."""
-
-    def __init__(self, warmup: int, device: str) -> None:
-        self.warmup, self.device, self.start, self.samples, self.losses = warmup, device, None, 0, []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None:
-            self.losses.append(float(loss))
-        if trainer.global_step == self.warmup:
-            sync(self.device)
-            self.start = time.perf_counter()
-        elif trainer.global_step > self.warmup:
-            self.samples += batch_len(batch)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        sync(self.device)
-        self.end = time.perf_counter()
-
-    @property
-    def rate(self) -> float:
-        return self.samples / (self.end - self.start)
-
-
-def batch_len(batch) -> int:
-    if isinstance(batch, dict):
-        return len(next(iter(batch.values())))
-    return len(batch[0] if isinstance(batch, (list, tuple)) else batch)
 
 
 def quick_trainer(device: str, precision: str, steps: int, callbacks: list, **kwargs) -> Trainer:
@@ -128,6 +101,19 @@ def write_photos(folder: Path, n: int, size: int) -> Path:
 
 
 # -- sections ----------------------------------------------------------------------------------------
+def section_disk(ctx: dict) -> dict:
+    """MB/s of a checkpoint-sized `torch.save` + fsync into the run folders' place (a run saves ~1.2 GB at 64 px)."""
+    from callbacks.checkpointing import write_atomically
+
+    size = 8 if ctx["dry"] else 512
+    state = {"weights": torch.zeros(size * 2**20 // 4)}
+    start = time.perf_counter()
+    write_atomically(state, ctx["tmp"] / "probe.ckpt")
+    seconds = time.perf_counter() - start
+    (ctx["tmp"] / "probe.ckpt").unlink()
+    return {"where": str(ctx["tmp"]), "MB": size, "MB/s (torch.save + fsync + rename)": round(size / seconds, 1)}
+
+
 def section_tasks(ctx: dict) -> dict:
     """Each task trains `steps` steps in each precision; the losses must be finite."""
     from datamodules.images import ImageFolderDataModule
@@ -244,7 +230,7 @@ def section_ddpm(ctx: dict) -> dict:
     batch, steps, warmup = (2, 2, 1) if ctx["dry"] else (8, 15, 5)
     results = {}
     for checkpointing in (False, True):
-        for precision in ctx["precisions"]:
+        for precision in ctx["ddpm_precisions"]:
             key = f"{precision}{' + gradient checkpointing' if checkpointing else ''}"
             for side, run in (("paradis", ddpm_lightning), ("bare diffusers loop", ddpm_bare)):
                 try:
@@ -381,53 +367,36 @@ def section_mnist(ctx: dict) -> dict:
     return results
 
 
-def section_train64(ctx: dict) -> dict:
-    photos, out = ctx["photos"], ctx["out"]
-    if photos is None:
-        return {"skipped": "no --photos folder given"}
-    run = out / "cats64"
-    # The run gets --train-seconds, cut so the whole check ends within --budget-seconds (a GPU lease is short).
-    seconds = int(max(30, min(ctx["train_seconds"], ctx["deadline"] - time.perf_counter() - 30)))
-    config = yaml.safe_load((ROOT / "configs" / "ddpm_cats64.yaml").read_text())
-    precision = "bf16-mixed" if ctx["device"] == "cuda" and torch.cuda.is_bf16_supported() else "16-mixed"
-    if ctx["dry"]:  # the same config at toy sizes: a 16 px, 16-channel U-Net, 2 steps, a 4-image grid
-        precision = "32"
-        config["trainer"].update(accelerator="cpu", max_steps=2)
-        config["model"]["init_args"].update(model_channels=16, channel_mult=[1, 2], attention_resolutions=[8],
-                                            attention_head_dim=16, sample_steps=2)
-        config["data"]["init_args"].update(image_size=16, load_size=18, batch_size=4)
-        for callback in config["trainer"]["callbacks"]:
-            if callback["class_path"].endswith("SampleGrid"):
-                callback["init_args"].update(n=4, steps=2)
-    config_path = ctx["tmp"] / "ddpm_cats64.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    cmd = ["fit", "--config", str(config_path), "--data.data_dir", str(photos), "--run_dir", str(run),
-           "--trainer.enable_progress_bar", "false", "--trainer.precision", precision,
-           "--trainer.max_time", f"00:00:{seconds // 60:02d}:{seconds % 60:02d}"]
-    if run.exists():
-        shutil.rmtree(run)
-    from apps.cli import main as paradis
-    from benchmarks.ddpm import plot_losses
+def section_compile(ctx: dict) -> dict:
+    """`--model.compile true` on CUDA: a 32 px DDPM in bf16-mixed, compile time (the first steps) and steady
+    images/s against the same module in eager mode."""
+    if ctx["dry"]:
+        return {"skipped": "CPU dry run (inductor needs minutes on 2 cores)"}
+    from datamodules.images import ImageFolderDataModule
+    from lightning_modules.ddpm import DDPM
 
-    reset_peak(ctx["device"])
-    start = time.perf_counter()
-    try:
-        paradis(cmd)  # in this process: no second start-up of torch
-    except SystemExit as exit_:
-        if exit_.code:
-            return {"error": f"paradis fit exited with {exit_.code} (its message is above)"}
-    wall = time.perf_counter() - start
-    grids = sorted((run / "samples").glob("*.png"))
-    if grids:
-        shutil.copy(grids[-1], out / "cats64_samples.png")
-    plot_losses(argparse.Namespace(run_dir=str(run), out=str(out / "cats64_loss.png")))
-    return {"wall_s": round(wall, 1), "peak_gib": peak_gib(ctx["device"]), "grids": [g.name for g in grids],
-            "samples": "cats64_samples.png" if grids else None,
-            "loss_plot": "cats64_loss.png" if (out / "cats64_loss.png").exists() else None}
+    results = {}
+    for compiled in (False, True):
+        seed_everything(0, verbose=False)
+        module = DDPM(sample_size=32, in_channels=3, model_channels=64, channel_mult=(1, 2, 2), attention_resolutions=(8,),
+                      attention_head_dim=32, compile=compiled, export_on_fit_end=False)
+        data = ImageFolderDataModule(data_dir=str(ctx["noise_photos"]), image_size=32, batch_size=128, val_fraction=0.1)
+        clock = Clock(10, ctx["device"])
+        start = time.perf_counter()
+        quick_trainer(ctx["device"], "bf16-mixed", 40, [clock], gradient_clip_val=1.0).fit(module, datamodule=data)
+        name = "compiled" if compiled else "eager"
+        results[f"{name} images/s"] = round(clock.rate, 1)
+        results[f"{name} first 10 steps (s)"] = round(clock.start - start, 1)
+        results[f"{name} ran compiled"] = module._compiled is not None and module._compiled.compiled is not None
+    return results
 
 
-RUNNERS = {"tasks": section_tasks, "ddpm": section_ddpm, "sampling": section_sampling, "text": section_text,
-           "mnist": section_mnist, "train64": section_train64}
+RUNNERS = {"disk": section_disk, "tasks": section_tasks, "ddpm64": section_ddpm64, "guard16": section_guard16, "text": section_text,
+           "mnist": section_mnist, "ddpm": section_ddpm, "sampling": section_sampling, "compile": section_compile,
+           "train64": section_train64}
+# What a measuring section needs besides its own time: it is skipped when less than this is left before the
+# deadline, so the timed photo run keeps --min-train-seconds.
+NEEDS = {"compile": 100}
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -448,10 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="folder for gpu_check.md / gpu_check.json and the training run")
     parser.add_argument("--photos", help="folder of photos for the timed 64 px training run (train64)")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU (< 1 min): checks the script itself")
-    parser.add_argument("--train-seconds", type=int, default=120)
-    parser.add_argument("--budget-seconds", type=int, default=345,
-                        help="the whole check's time: the timed training run is shortened to end within it")
+    parser.add_argument("--budget-seconds", type=int, default=480,
+                        help="the whole check's time: the photo run takes what the measurements leave")
+    parser.add_argument("--min-train-seconds", type=int, default=180,
+                        help="a measuring section is skipped when it would leave the photo run less than this")
+    parser.add_argument("--samples", type=int, default=2000, help="EMA samples drawn after the photo run")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--ddpm-precisions", nargs="+", choices=["32", "bf16-mixed", "16-mixed"],
+                        help="precisions of the 128 px ddpm section (default: those of the other sections)")
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
         print("No CUDA GPU is visible to PyTorch; run this on a GPU machine, or pass --dry-run to check the script on CPU.",
@@ -473,18 +446,32 @@ def main(argv: list[str] | None = None) -> int:
     report = {"device": name, "sections": {},
               "environment": f"torch {torch.__version__}, CUDA {torch.version.cuda}, lightning {lightning.__version__}, "
                              f"diffusers {diffusers.__version__}, python {platform.python_version()}"}
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = {"device": device, "dry": args.dry_run, "out": out, "tmp": Path(tmp), "train_seconds": args.train_seconds,
+    # Run folders in memory where there is a /dev/shm: on the H200 machine a 1.2 GB last.ckpt write to its disk
+    # stalled a run for minutes (2026-12-04); the `disk` figures say how fast each place writes.
+    shm = Path("/dev/shm")
+    scratch = str(shm) if not args.dry_run and shm.is_dir() and shutil.disk_usage(shm).free > 16 * GIB else None
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        ctx = {"device": device, "dry": args.dry_run, "out": out, "tmp": Path(tmp), "samples": args.samples,
                "deadline": time.perf_counter() + args.budget_seconds,
                "precisions": ["32", "bf16-mixed"] if args.dry_run else ["32", "bf16-mixed", "16-mixed"]}
+        ctx["ddpm_precisions"] = args.ddpm_precisions or ctx["precisions"]
+        ctx["progress"] = lambda partial: (report["sections"].__setitem__(ctx["section"], {**partial, "_seconds": "running"}),
+                                          write_report(out, report))  # a section's figures so far, kept if it is cut
         ctx["noise_photos"] = write_photos(Path(tmp) / "noise", 16 if args.dry_run else 64, 16 if args.dry_run else 128)
         ctx["photos"] = Path(args.photos) if args.photos else (write_photos(Path(tmp) / "photos", 8, 24) if args.dry_run else None)
+        keep = args.min_train_seconds + 20 + 25 * args.samples / 1000 if "train64" in args.sections else 0
         for section in args.sections:
             start = time.perf_counter()
-            print(f"[gpu-check] {section} ...", flush=True)
+            left = ctx["deadline"] - start
+            print(f"[gpu-check] {section} ({left:.0f} s left) ...", flush=True)
+            ctx["section"] = section
             try:
-                result = RUNNERS[section](ctx)
+                if section != "train64" and not args.dry_run and left < keep + NEEDS.get(section, 0):
+                    result = {"skipped": f"{left:.0f} s left, kept for the photo run"}
+                else:
+                    result = RUNNERS[section](ctx)
             except Exception as error:  # noqa: BLE001 - one broken section must not lose the others' figures
+                traceback.print_exc()
                 result = {"error": f"{type(error).__name__}: {error}"[:300]}
             result["_seconds"] = round(time.perf_counter() - start, 1)
             report["sections"][section] = result

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,13 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     assert ddpm["32 / bare diffusers loop"]["ema_update_ms"] > 0
     assert report["sections"]["text"]["hf Trainer + peft samples/s"] > 0
     assert (tmp_path / "cats64_samples.png").is_file() and (tmp_path / "cats64_loss.png").is_file()
+    ddpm64 = report["sections"]["ddpm64"]
+    assert min(v for k, v in ddpm64.items() if k.endswith("images/s")) > 0 and ddpm64["paradis / bare"] > 0
+    guard = report["sections"]["guard16"]
+    assert guard["overflow ok"] and guard["nan ok"] and "the loss became NaN" in guard["nan: message"]
+    train = report["sections"]["train64"]
+    samples = [np.load(tmp_path / name) for name in train["sample_files"]]
+    assert sum(map(len, samples)) == train["ema_samples"] and all(s.dtype == np.uint8 and s.shape[1:] == (16, 16, 3) for s in samples)
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert markdown.startswith(f"# Paradis GPU check: {report['device']}") and "## train64" in markdown
 
