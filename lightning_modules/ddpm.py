@@ -32,6 +32,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.training_utils import compute_snr
 from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 from lightning_modules import gpu
@@ -52,6 +53,8 @@ class DDPM(TaskModule):
             the U-Net shape (see `make_unet`); the seed's 128 px model is 192, (1, 2, 3, 4), 2, (16,), 0.1.
         schedule: linear, cosine or quadratic betas over `num_train_timesteps` steps.
         prediction_type: what the U-Net predicts: epsilon (the noise) or v_prediction.
+        snr_gamma: Min-SNR-gamma loss weighting of training steps (Hang et al. 2023; diffusers' `compute_snr`),
+            e.g. 5.0; None trains on the plain MSE. `val/loss` is always the plain MSE, so runs compare.
         lr, weight_decay: AdamW (no decay on biases / norms); `warmup_steps` of linear warm-up, then cosine
             decay to zero over the run (diffusers' `get_cosine_schedule_with_warmup`; constant after warm-up
             when the run length is unknown).
@@ -78,6 +81,7 @@ class DDPM(TaskModule):
         schedule: Schedule = "cosine",
         num_train_timesteps: int = 1000,
         prediction_type: PredictionType = "epsilon",
+        snr_gamma: Optional[float] = None,
         lr: float = 2e-4,
         warmup_steps: int = 200,
         weight_decay: float = 0.0,
@@ -98,6 +102,8 @@ class DDPM(TaskModule):
         check_positive("Weight decay (model.weight_decay)", weight_decay, allow_zero=True)
         check_positive("Warm-up steps (model.warmup_steps)", warmup_steps, allow_zero=True)
         check_probability("Dropout (model.dropout)", dropout)
+        if snr_gamma is not None:
+            check_positive("Min-SNR gamma (model.snr_gamma)", snr_gamma)
         for name, value in (("sample_size", sample_size), ("in_channels", in_channels), ("model_channels", model_channels),
                             ("num_res_blocks", num_res_blocks), ("num_train_timesteps", num_train_timesteps),
                             ("sample_steps", sample_steps)):
@@ -130,14 +136,21 @@ class DDPM(TaskModule):
         unet = self._compiled if self._compiled is not None else self.unet
         return unet(noisy, timesteps).sample
 
-    def loss(self, images: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """MSE between the U-Net's prediction and its target for clean `images` in [-1, 1]."""
+    def loss(self, images: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor, weighted: bool = False) -> torch.Tensor:
+        """MSE between the U-Net's prediction and its target for clean `images` in [-1, 1] (`weighted`: with the
+        Min-SNR-gamma weights when `snr_gamma` is set)."""
         noisy = self.noise_scheduler.add_noise(images, noise, timesteps)
-        if self.hparams.prediction_type == "epsilon":
-            target = noise
-        else:
-            target = self.noise_scheduler.get_velocity(images, noise, timesteps)
-        return F.mse_loss(self(noisy, timesteps).float(), target.float())
+        epsilon = self.hparams.prediction_type == "epsilon"
+        target = noise if epsilon else self.noise_scheduler.get_velocity(images, noise, timesteps)
+        prediction = self(noisy, timesteps).float()
+        gamma = self.hparams.snr_gamma
+        if not weighted or gamma is None:
+            return F.mse_loss(prediction, target.float())
+        snr = compute_snr(self.noise_scheduler, timesteps)
+        # min(SNR, gamma) / SNR for an epsilon target, min(SNR, gamma) / (SNR + 1) for a v target
+        weights = snr.clamp(max=gamma) / (snr if epsilon else snr + 1)
+        per_image = F.mse_loss(prediction, target.float(), reduction="none").mean(dim=(1, 2, 3))
+        return (per_image * weights).mean()
 
     def _shared_step(self, batch, stage: str, batch_idx: int = 0) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -149,7 +162,7 @@ class DDPM(TaskModule):
             generator = torch.Generator().manual_seed(VAL_SEED + batch_idx)
             timesteps = torch.randint(0, steps, (n,), generator=generator).to(self.device)
             noise = torch.randn(images.shape, generator=generator).to(images)
-        loss = self.loss(images, timesteps, noise)
+        loss = self.loss(images, timesteps, noise, weighted=stage == "train")
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=n,
                  sync_dist=stage != "train")
         return loss

@@ -87,6 +87,25 @@ def test_forward_and_loss_shapes(prediction_type):
     assert all(p.grad is not None for p in module.unet.parameters())
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_min_snr_weighting_is_the_papers_formula_and_only_in_training(prediction_type):
+    """Min-SNR-gamma: each image's MSE weighted by min(SNR, gamma) / SNR (epsilon) or / (SNR + 1) (v)."""
+    module = tiny(prediction_type=prediction_type, snr_gamma=5.0)
+    images, timesteps = torch.rand(3, 1, 32, 32) * 2 - 1, torch.tensor([5, 300, 900])
+    noise = torch.randn_like(images)
+    abar = module.noise_scheduler.alphas_cumprod[timesteps].double()
+    snr = abar / (1 - abar)
+    weights = snr.clamp(max=5.0) / (snr if prediction_type == "epsilon" else snr + 1)
+    with torch.no_grad():
+        per_image = torch.stack([module.loss(images[i : i + 1], timesteps[i : i + 1], noise[i : i + 1]) for i in range(3)])
+        weighted = module.loss(images, timesteps, noise, weighted=True)
+        plain = module.loss(images, timesteps, noise)
+    assert float(weighted) == pytest.approx(float((per_image.double() * weights).mean()), rel=1e-5)
+    assert float(plain) == pytest.approx(float(per_image.mean()), rel=1e-5)  # val/test and weighted=False
+    with pytest.raises(ValueError, match="model.snr_gamma"):
+        tiny(snr_gamma=0.0)
+
+
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "quadratic"])
 def test_schedules_are_sane(schedule):
     scheduler = make_scheduler(schedule, 1000, "epsilon")
