@@ -145,14 +145,27 @@ class ParadisCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     # -- checkpoint rules ---------------------------------------------------------------------
+    # Targets of links computed from the data module when the model is built (`link_model_and_data`): a
+    # checkpoint's saved value is stale or, for a model without that argument, not an argument at all.
+    LINKED_FROM_DATA = ("class_names",)
+
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads the hyper-parameters of an explicit --ckpt_path FILE before anything
-        # else; check the file first so a missing or corrupt one is one sentence, not a traceback.
+        """LightningCLI's step that re-reads the model's arguments from an explicit `--ckpt_path FILE` (so the model
+        is built as trained), done here from one memory-mapped read of the file, whose problems are one sentence,
+        and without the arguments that the data module supplies (Lightning's own version passed the saved
+        `class_names: None` to every model and failed for MNIST and DDPM)."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and ckpt_path not in ("last", "best"):
-            read_checkpoint(ckpt_path)
-        super()._parse_ckpt_path()
+        if not ckpt_path or ckpt_path in ("last", "best"):
+            return
+        hparams = dict(read_checkpoint(ckpt_path, mmap=True).get("hyper_parameters") or {})
+        class_path = hparams.pop("_class_path", None)
+        if class_path is None:  # not written by LightningCLI: the config's model stands
+            return
+        for name in ("_instantiator", *self.LINKED_FROM_DATA):
+            hparams.pop(name, None)
+        model = {"class_path": class_path, "init_args": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
 
     def _resolve_ckpt_path(self) -> Optional[str]:
         config = self.config_init[self.subcommand]
