@@ -117,6 +117,9 @@ class RunCheckpoint(ModelCheckpoint):
         self._stop_after: Optional[str] = None  # "batch", "validation" or "epoch": where a requested stop happens
         self._previous_handlers: dict = {}
         self._training = False  # between on_train_start and on_train_end: an exception then saves last.ckpt
+        self._kept_step: Optional[int] = None  # a stop in the middle of an epoch: last.ckpt is final for this step
+        self._at_step_boundary = True  # the last training batch ended with an optimizer step
+        self._held_stop = False  # a stop asked for during gradient accumulation, waiting for its step
         self.started = False  # training began (the run folder now holds this run's files)
 
     # -- SIGTERM and Ctrl-C: save at the next batch end, then Lightning's own stop --------------------------
@@ -166,9 +169,19 @@ class RunCheckpoint(ModelCheckpoint):
             trainer._signal_connector.received_sigterm = True
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not trainer.sanity_checking:
-            self._stop_now(trainer, "validation")
+        super().on_validation_end(trainer, pl_module)  # (ModelCheckpoint writes last.ckpt here after a validation)
+        if trainer.sanity_checking:
+            return
+        if not self._at_step_boundary:  # a validation in the middle of gradient accumulation
+            self._hold_stop(trainer)
+            return
+        self._stop_now(trainer, "validation")
+        # A validation in the middle of an epoch stopped the run (early stopping): last.ckpt, just written, is
+        # the state to resume from; keep it from the epoch-end save that follows (see on_train_batch_end).
+        if self._stopping_mid_epoch(trainer) and not self._epoch_done(trainer):
+            if self._last_step_in_last != trainer.global_step:
+                self.write_last(trainer)
+            self._kept_step = trainer.global_step
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
@@ -193,8 +206,12 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         self._unsafe = False
         stepped = trainer.global_step != self._step_at_batch_start  # not in the middle of gradient accumulation
+        self._at_step_boundary = stepped
         if not stepped:
+            self._hold_stop(trainer)
             return
+        if self._held_stop:  # the accumulated step is taken: the stop asked for during the accumulation happens now
+            trainer.should_stop, self._held_stop = True, False
         if self._stop_requested(trainer):  # save this state, then let Lightning stop every rank
             if self._last_step_in_last != trainer.global_step:
                 self.write_last(trainer)
@@ -208,13 +225,30 @@ class RunCheckpoint(ModelCheckpoint):
         if self.every_n_minutes:
             late = bool(trainer.strategy.broadcast(late))  # rank 0's clock decides for every rank
         due = late or (bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0)
-        # Training stops after this batch (max_steps, or should_stop from max_time, ...): save now, while the
-        # loops still say "mid-epoch". At on_train_end they say the epoch is complete and a resume with a
-        # larger budget would skip the rest of it.
+        # Training stops after this batch (max_steps, or should_stop from max_time, early stopping, ...): in the
+        # middle of an epoch, save now, while the loops still say "mid-epoch", and keep that file: Lightning
+        # then runs a validation and the epoch-end hooks, after which the loops say the epoch is complete and a
+        # resume would skip the rest of it. (At an epoch's last batch the normal epoch-end save is the right one.)
         max_steps_reached = trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
-        due = due or max_steps_reached or (trainer.should_stop and trainer.fit_loop._can_stop_early)
-        if due:
+        if (max_steps_reached or self._stopping_mid_epoch(trainer)) and not self._epoch_done(trainer):
             self.write_last(trainer)
+            self._kept_step = trainer.global_step
+        elif due:
+            self.write_last(trainer)
+
+    def _hold_stop(self, trainer: Trainer) -> None:
+        """A stop asked for in the middle of gradient accumulation (max_time, early stopping) is held until the
+        accumulated optimizer step: the state between two steps is one a run can be resumed from exactly."""
+        if self._stopping_mid_epoch(trainer):
+            self._held_stop, trainer.should_stop = True, False
+
+    @staticmethod
+    def _stopping_mid_epoch(trainer: Trainer) -> bool:
+        return trainer.should_stop and trainer.fit_loop._can_stop_early
+
+    @staticmethod
+    def _epoch_done(trainer: Trainer) -> bool:
+        return trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
 
     # -- the moment training stops ----------------------------------------------------------------------------
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -253,6 +287,10 @@ class RunCheckpoint(ModelCheckpoint):
         self._last_write = time.monotonic()
 
     def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict) -> None:
+        if self._kept_step == trainer.global_step:  # last.ckpt holds the mid-epoch state this run stopped at
+            return
+        if not self._at_step_boundary:  # a validation in the middle of gradient accumulation: not resumable
+            return
         super()._save_last_checkpoint(trainer, monitor_candidates)
         self._last_step_in_last = trainer.global_step
         self._last_write = time.monotonic()

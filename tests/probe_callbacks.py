@@ -73,3 +73,39 @@ class RecordWeights(Callback):
         out = {"module": fingerprint(pl_module.state_dict().values()),
                "average": [fingerprint(a.state_dict().values()) for a in averages]}
         Path(f"{self.path}.rank{trainer.global_rank}.json").write_text(json.dumps(out))
+
+
+class ClockJumpAt(Callback):
+    """Move the clock of Lightning's Timer (the `max_time` stop) `hours` ahead after optimizer step `step`: the
+    real Timer then stops the run right after that step, whatever the machine's speed."""
+
+    def __init__(self, step: int, hours: float = 24.0) -> None:
+        self.step, self.hours = step, hours
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+        import types
+
+        from lightning.pytorch.callbacks import timer
+
+        if trainer.global_step == self.step:
+            offset = self.hours * 3600
+            timer.time = types.SimpleNamespace(monotonic=lambda: time.monotonic() + offset)
+
+    def teardown(self, trainer, pl_module, stage) -> None:
+        import time
+
+        from lightning.pytorch.callbacks import timer
+
+        timer.time = time
+
+
+class KillAt(Callback):
+    """SIGKILL this process after the batch that makes optimizer step `step` (kill -9: no hook runs)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,122 @@
+"""Exact after every way of stopping (issue 17, item 3): each task, on its tiny config on CPU in 32-bit, stopped
+in one of these ways and resumed with `--ckpt_path last` to the original budget, ends bit-identical to the
+uninterrupted run (weights, optimizer, LR schedule, EMA, step count):
+
+    max_time       Lightning's Timer, in the middle of an epoch (a probe moves the Timer's clock past the limit
+                   after step N)
+    early_stop     EarlyStopping at its first validation (mid-epoch where validation is every half epoch)
+    sigterm        the signal a cluster sends, after step N
+    ctrl_c         SIGINT, after step N
+    kill9          SIGKILL after step N + 1, last.ckpt refreshed every 2 steps (the run restarts from there)
+    max_epochs     a smaller --trainer.max_epochs, then the original (MNIST, with a schedule free of the budget)
+    max_steps      a smaller --trainer.max_steps, in the middle of an epoch, then the original (idem)
+
+each alone and combined with gradient accumulation and validation every half epoch (`val_check_interval`); every
+config limits its training batches. What a budget-sized LR schedule does on a larger budget: test_budget.py.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from resume_tools import DDPM, MNIST, ckpt, differences, fit
+
+COMBINED = ["--trainer.accumulate_grad_batches", "2", "--trainer.val_check_interval", "0.5"]
+STEP_LR = ["--model.scheduler", "step", "--model.step_size", "1", "--model.gamma", "0.5"]
+
+
+def text_args(tmp_path_factory) -> list[str]:
+    from text_fixtures import make_tiny_distilbert
+
+    root = tmp_path_factory.getbasetemp()
+    return ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path",
+            str(make_tiny_distilbert(root / "tiny-distilbert")), "--data.data_dir", str(root / "text-data"),
+            "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4"]
+
+
+# task -> (base arguments, optimizer steps per epoch plain / combined): stops are placed from these
+TASKS = {
+    "mnist": (lambda f: [*MNIST, *STEP_LR, "--trainer.max_epochs", "3"], (4, 2)),
+    "ddpm": (lambda f: [*DDPM, "--model.export_on_fit_end", "false"], (3, 2)),
+    "text": (text_args, (4, 2)),
+}
+STOPS = ["max_time", "early_stop", "sigterm", "ctrl_c", "kill9", "max_epochs", "max_steps"]
+# MNIST: every stop alone and combined; DDPM and text (SIGTERM and Ctrl-C: test_resume.py): the stops Lightning
+# itself asks for, and kill -9, combined
+CASES = [(task, stop, variant) for task in TASKS for stop in STOPS for variant in ("plain", "combined")
+         if task == "mnist" or (variant == "combined" and stop in ("max_time", "early_stop", "kill9"))]
+
+
+def probe(name: str, **init: object) -> list[str]:
+    args = [f"--trainer.callbacks+=probe_callbacks.{name}"]
+    for key, value in init.items():
+        args += [f"--trainer.callbacks.{key}", str(value)]
+    return args
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The uninterrupted run of each (task, variant), made once."""
+    runs = {}
+
+    def get(task: str, variant: str):
+        if (task, variant) not in runs:
+            base = TASKS[task][0](tmp_path_factory) + (COMBINED if variant == "combined" else [])
+            run = tmp_path_factory.mktemp(f"{task}-{variant}") / "straight"
+            assert fit(*base, "--run_dir", str(run)) == 0
+            runs[task, variant] = (base, run)
+        return runs[task, variant]
+
+    return get
+
+
+def kill_after(step: int, args: list[str]) -> int:
+    """`paradis fit ARGS` in a child process that SIGKILLs itself after optimizer step `step`; its exit code."""
+    from kill_child import run_fit
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["kill_child"])
+    child = ctx.Process(target=run_fit, args=([*args, *probe("KillAt", step=step)], os.devnull))
+    child.start()
+    child.join(300)
+    return child.exitcode
+
+
+@pytest.mark.parametrize("task, stop, variant", CASES)
+def test_stopped_and_resumed_equals_straight(straight, tmp_path, task, stop, variant):
+    base, straight_run = straight(task, variant)
+    per_epoch = TASKS[task][1][variant == "combined"]
+    step = per_epoch + per_epoch // 2 + (per_epoch == 3)  # in the middle of the second epoch
+    run = tmp_path / "stopped"
+    args = [*base, "--run_dir", str(run)]
+    resume = []
+    if stop == "max_time":
+        code = fit(*args, "--trainer.max_time", "00:01:00:00", *probe("ClockJumpAt", step=step))
+    elif stop == "early_stop":
+        code = fit(*args, "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+                   "--trainer.callbacks.monitor", "val/loss", "--trainer.callbacks.stopping_threshold", "1e9")
+    elif stop in ("sigterm", "ctrl_c"):
+        code = fit(*args, *probe("SignalAt", step=step, signal_name="SIGTERM" if stop == "sigterm" else "SIGINT"))
+        assert code == (143 if stop == "sigterm" else 130)
+    elif stop == "kill9":
+        code = kill_after(step + 1, [*args, "--checkpoint.every_n_steps", "2"])  # (killed before that step's save)
+        assert code == -9
+        step = step - step % 2  # the last refresh before the kill
+    elif stop == "max_epochs":
+        code = fit(*args, "--trainer.max_epochs", "1")
+    else:  # max_steps, in the middle of an epoch
+        code = fit(*args, "--trainer.max_steps", str(step))
+    assert code in (0, 130, 143, -9)
+    stopped_at = ckpt(run / "checkpoints" / "last.ckpt")["global_step"]
+    assert 0 < stopped_at < ckpt(straight_run / "checkpoints" / "last.ckpt")["global_step"]
+    if stop in ("max_time", "sigterm", "ctrl_c", "max_steps"):
+        assert stopped_at == step
+    if stop == "kill9":  # the last refresh, or a later validation's save
+        assert step <= stopped_at <= step + 1
+    assert fit(*base, "--run_dir", str(run), "--ckpt_path", "last", *resume) == 0
+    first, second = ckpt(straight_run / "checkpoints" / "last.ckpt"), ckpt(run / "checkpoints" / "last.ckpt")
+    assert first["global_step"] == second["global_step"]
+    assert differences(first, second) == []
