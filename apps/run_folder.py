@@ -43,12 +43,14 @@ def check_writable(folder: Path) -> None:
 
 class RunFolderGuard:
     """Remembers what the run folder holds before `fit`; `undo()` removes what a failed start added (the
-    TensorBoard event file Lightning opens before the data module's `setup`, the folder itself if it is new).
-    Files that were there are never touched."""
+    TensorBoard event file Lightning opens before the data module's `setup`, the folder itself if it is new)
+    and puts back the run's config.yaml. Other files that were there are never touched."""
 
     def __init__(self, folder: Path) -> None:
         self.folder, self.existed = folder, folder.exists()
         self.before = set(folder.rglob("*")) if self.existed else set()
+        config = folder / "config.yaml"  # rewritten by every fit as it starts
+        self.config = (config, config.read_bytes()) if config.is_file() else None
         check_writable(folder)
 
     def undo(self) -> None:
@@ -58,6 +60,8 @@ class RunFolderGuard:
                 path.rmdir() if path.is_dir() else path.unlink()
             except OSError:
                 pass
+        if self.config is not None:
+            self.config[0].write_bytes(self.config[1])
         if not self.existed:
             try:
                 self.folder.rmdir()

@@ -70,6 +70,20 @@ def set_rng_states(states: dict[str, Any]) -> None:
     _set_rng_states(states)
 
 
+def check_same_schedule(saved: Optional[dict], now: Optional[dict], ckpt_path: Optional[str]) -> None:
+    """A run whose LR schedule was sized from its budget (cosine over max_epochs, one-cycle or linear decay over
+    its steps) cannot go on exactly with another budget: the schedule would be resized mid-run. Refused, in one
+    sentence (README "Resume")."""
+    if not saved or not now or saved["length"] == now["length"]:
+        return
+    raise ValueError(
+        f"{ckpt_path} was trained with a learning-rate schedule sized for {saved['length']} {saved['unit']} "
+        f"({saved['option']}), and this budget sizes it for {now['length']}, which would change the learning rate "
+        f"of every remaining step; resume with the budget the run started with, or start a new run with "
+        f"--run_dir NEW_FOLDER (or train with a schedule that does not depend on the budget)."
+    )
+
+
 class ExactResume(Callback):
     """RNG states and training-loader positions in every checkpoint, restored when training (re)starts."""
 
@@ -84,7 +98,8 @@ class ExactResume(Callback):
         else:
             ranks = [rng]
         checkpoint[KEY] = {"rng": ranks, "loaders": [part.state_dict() for part in train_loaders(trainer)],
-                           "loader_generators": [g.get_state() for g in loader_generators(trainer)]}
+                           "loader_generators": [g.get_state() for g in loader_generators(trainer)],
+                           "schedule": getattr(pl_module, "schedule_budget", None)}
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         self._pending = checkpoint.get(KEY)
@@ -94,6 +109,7 @@ class ExactResume(Callback):
         generators = loader_generators(trainer)
         if not pending:
             return
+        check_same_schedule(pending.get("schedule"), getattr(pl_module, "schedule_budget", None), trainer.ckpt_path)
         if len(generators) == len(pending.get("loader_generators", [])):
             for generator, state in zip(generators, pending["loader_generators"]):
                 generator.set_state(state)

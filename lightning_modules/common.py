@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Literal, Sequence, get_args
+from typing import Iterable, Literal, Optional, Sequence, get_args
 
 import torch
 from lightning.pytorch import LightningModule
@@ -19,6 +19,15 @@ class TaskModule(LightningModule):
     parameters, buffers and sub-modules). The value is always a string or None, never one of those, so it is
     stored directly: 0.15 instead of 0.91 us per assignment, ~0.03 ms of the MNIST MLP's ~1 ms step (BENCHMARKS.md).
     """
+
+    # What the LR schedule was sized from, when it depends on the run's budget (`budget_sized`).
+    schedule_budget: Optional[dict] = None
+
+    def budget_sized(self, length: int, unit: str, option: str) -> int:
+        """Return `length` (of the whole run, in `unit`, from the Trainer's `option`) after recording it as what the
+        LR schedule is sized for: a resume that would size it differently is refused (callbacks/resume.py)."""
+        self.schedule_budget = {"length": int(length), "unit": unit, "option": option}
+        return length
 
     def __setattr__(self, name: str, value) -> None:
         if name == "_current_fx_name":

@@ -188,7 +188,8 @@ class DDPM(TaskModule):
         optimizer = gpu.adamw(decay_param_groups(self.unet, hp.weight_decay), hp.lr, self.device, fused=fused)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
         if math.isfinite(total) and total > hp.warmup_steps:
-            scheduler = get_cosine_schedule_with_warmup(optimizer, hp.warmup_steps, int(total))
+            total = self.budget_sized(int(total), "optimizer steps", "--trainer.max_epochs / --trainer.max_steps")
+            scheduler = get_cosine_schedule_with_warmup(optimizer, hp.warmup_steps, total)
         else:  # run length unknown (max_time / max_steps -1): warm up, then hold
             scheduler = get_constant_schedule_with_warmup(optimizer, hp.warmup_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -250,12 +250,14 @@ class MNISTClassifier(TaskModule):
         if hp.scheduler == "step":
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=hp.step_size, gamma=hp.gamma)
         elif hp.scheduler == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs))
+            epochs = self.budget_sized(max(1, self.trainer.max_epochs), "epochs", "--trainer.max_epochs")
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         elif hp.scheduler == "plateau":
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=hp.gamma, patience=hp.patience)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
         else:  # onecycle: stepped every batch
-            total = self.trainer.estimated_stepping_batches
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=max(1, int(total)))
+            total = self.budget_sized(max(1, int(self.trainer.estimated_stepping_batches)), "optimizer steps",
+                                      "--trainer.max_epochs / --trainer.max_steps")
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

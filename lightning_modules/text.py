@@ -277,6 +277,7 @@ class TextClassifier(TaskModule):
         hp = self.hparams
         self._require_model()
         optimizer = torch.optim.AdamW(decay_param_groups(self, hp.weight_decay), lr=hp.lr)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self.budget_sized(max(1, int(self.trainer.estimated_stepping_batches)), "optimizer steps",
+                                  "--trainer.max_epochs / --trainer.max_steps")
         scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
