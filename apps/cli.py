@@ -30,7 +30,8 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from callbacks.checkpointing import AtomicCheckpointIO, CheckpointNotWritten
 from callbacks.divergence import Diverged
@@ -40,10 +41,13 @@ from callbacks.speed import EpochStats
 from apps.cli_parser import ParadisParser, requested_subcommand
 from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard, check_budget_left, exit_stopped, reliability_callbacks
 from paradis.checkpoint import check_class, qualified_name, read_checkpoint
+from paradis.yaml_files import read_yaml
 from paradis.runtime import prepare_process
 
 # Errors that come from what the user typed or pointed at, shown as one sentence.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError, CheckpointNotWritten)
+# (Lightning's MisconfigurationException is what it raises for a setting a user got wrong.)
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError, CheckpointNotWritten,
+               MisconfigurationException)
 
 
 def default_run_dir(config_files: list[Any] | None) -> Path:
@@ -64,6 +68,8 @@ class FitConfigSaver(SaveConfigCallback):
 class ParadisCLI(LightningCLI):
     def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
         self._requested = requested_subcommand(args, LightningCLI.subcommands())
+        for path in config_files(sys.argv[1:] if args is None else args):
+            read_yaml(path)  # one sentence for a missing file, a syntax error or a key written twice
         super().__init__(
             LightningModule,
             LightningDataModule,
@@ -118,6 +124,7 @@ class ParadisCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         run_dir = self.run_dir
         trainer_config = self._get(self.config_init, "trainer", default={})
+        check_max_time(trainer_config.get("max_time"))
         callbacks = list(trainer_config.get("callbacks") or [])
         intervals = self.config[self.subcommand].get("checkpoint") or {}
         callbacks += reliability_callbacks(callbacks, run_dir, self.model, intervals)
@@ -228,6 +235,23 @@ class ParadisCLI(LightningCLI):
             )
 
 
+def check_max_time(value: Any) -> None:
+    """One sentence for a `--trainer.max_time` that Lightning's Timer (which parses it) would refuse with a traceback."""
+    if not isinstance(value, str):
+        return
+    try:
+        Timer(duration=value)
+    except MisconfigurationException:
+        raise ValueError(f"--trainer.max_time '{value}' is not a duration; write DD:HH:MM:SS with two digits each, "
+                         "e.g. 00:01:30:00 for 90 minutes.") from None
+
+
+def config_files(args: list[str]) -> list[str]:
+    """The files given with `--config FILE` / `--config=FILE`."""
+    found = [value for flag, value in zip(args, args[1:]) if flag == "--config"]
+    return found + [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+
+
 def data_class_names(data: LightningDataModule) -> Optional[list[str]]:
     return getattr(data, "class_names", None)
 
@@ -237,7 +261,7 @@ def user_error_message(err: BaseException) -> str:
     instantiated ("Does not validate against any of the Union subtypes ..."); report the innermost one."""
     seen = {id(err)}
     while True:
-        inner = err.__cause__ or err.__context__
+        inner = err.__cause__ or (None if err.__suppress_context__ else err.__context__)  # `from None`: final
         if not isinstance(inner, USER_ERRORS) or id(inner) in seen:
             return str(err)
         seen.add(id(inner))

@@ -77,3 +77,10 @@ class TimedProgressBar(TQDMProgressBar):
     def on_predict_end(self, trainer, pl_module) -> None:
         self._draw_last("predict", self._predict_progress_bar)
         super().on_predict_end(trainer, pl_module)
+
+    # an error ends the run: its message starts on a line of its own, not glued to a bar
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        for bar in (self._val_progress_bar, self._test_progress_bar, self._predict_progress_bar, self._train_progress_bar):
+            if bar is not None and not bar.disable:
+                bar.leave = True  # close() then ends the bar's line instead of erasing it
+                bar.close()

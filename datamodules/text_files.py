@@ -48,7 +48,8 @@ def read_records(path: str | Path, columns: list[str]) -> list[tuple[int, dict]]
     records: list[tuple[int, dict]] = []
     with open_text(path) as f:
         if fmt in ("csv", "tsv"):
-            reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t")
+            # strict: a quote left open is an error, not a field that swallows the rest of the file
+            reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t", strict=True)
             fields = reader.fieldnames or []
             missing = [c for c in columns if c not in fields]
             if missing:
@@ -62,7 +63,7 @@ def read_records(path: str | Path, columns: list[str]) -> list[tuple[int, dict]]
                     records.append((line + 1, row))  # the line where the record starts
                     line = reader.line_num
             except csv.Error as err:
-                raise ValueError(f"{path} line {reader.line_num} is not valid {fmt.upper()} ({err}); fix or remove that line.") from None
+                raise ValueError(f"{path} line {line + 1} is not valid {fmt.upper()} ({err}); fix or remove that line.") from None
         elif fmt == "jsonl":
             for number, line in enumerate(f, start=1):
                 if not line.strip():

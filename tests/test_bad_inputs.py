@@ -19,6 +19,10 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+# A schedule that does not depend on the budget, so the run can be extended (test_budget.py: one that does).
+ARGS = [*MNIST, "--model.scheduler", "step", "--model.step_size", "1"]
+
+
 def last_error(capsys) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -28,7 +32,7 @@ def last_error(capsys) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("trained") / "run"
-    assert fit(*MNIST, "--run_dir", str(run), "--trainer.max_epochs", "2") == 0
+    assert fit(*ARGS, "--run_dir", str(run), "--trainer.max_epochs", "2") == 0
     return run
 
 
@@ -47,7 +51,7 @@ def run(trained, tmp_path) -> Path:
 ])
 def test_resume_with_a_budget_already_passed(run, capsys, budget, message):
     before = snapshot(run)
-    assert fit(*MNIST, "--run_dir", str(run), "--ckpt_path", "last", *budget) == 2
+    assert fit(*ARGS, "--run_dir", str(run), "--ckpt_path", "last", *budget) == 2
     assert last_error(capsys) == f"paradis: error: {run / 'checkpoints' / 'last.ckpt'} {message}"
     assert snapshot(run) == before
 
@@ -72,7 +76,7 @@ def read_only(*folders: Path):
 def test_run_folder_that_cannot_be_written(run, capsys):
     before = snapshot(run)
     with read_only(run, run / "checkpoints"):
-        assert fit(*MNIST, "--run_dir", str(run), "--ckpt_path", "last", "--trainer.max_epochs", "3") == 2
+        assert fit(*ARGS, "--run_dir", str(run), "--ckpt_path", "last", "--trainer.max_epochs", "3") == 2
         line = last_error(capsys)
     assert line.startswith(f"paradis: error: The run folder {run} cannot be written (")
     assert line.endswith("fix its permissions or free space, or pass --run_dir WRITABLE_FOLDER.")
@@ -83,7 +87,7 @@ def test_disk_full_during_training_keeps_the_previous_checkpoint(run, capsys):
     """The write of last.ckpt hits a real ENOSPC (its temporary file is a link to /dev/full)."""
     before = {name: snapshot(run)[name] for name in ("checkpoints/last.ckpt", "checkpoints/best.ckpt")}
     (run / "checkpoints" / ".last.ckpt.tmp").symlink_to("/dev/full")
-    assert fit(*MNIST, "--run_dir", str(run), "--ckpt_path", "last", "--trainer.max_epochs", "3",
+    assert fit(*ARGS, "--run_dir", str(run), "--ckpt_path", "last", "--trainer.max_epochs", "3",
                "--checkpoint.every_n_steps", "1") == 2
     assert last_error(capsys) == (
         f"paradis: error: Cannot write {run / 'checkpoints' / 'last.ckpt'} (No space left on device); free space or "

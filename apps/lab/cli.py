@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import yaml
 
 from apps.lab.report import write_report
 from apps.lab.runner import Run, default_threads, execute, plan
 from apps.lab.spec import Lab, load_lab
 from apps.lab.table import markdown_table, summarize
 from apps.lab.worker import warm_context
+from paradis.yaml_files import read_yaml
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -65,7 +65,7 @@ def config_modules(labs: list[Lab]) -> list[str]:
 
     for lab in labs:
         for config in lab.base:
-            walk(yaml.safe_load(Path(config).read_text()))
+            walk(read_yaml(config))
     return sorted(found)
 
 

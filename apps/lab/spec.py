@@ -22,6 +22,8 @@ from typing import Any, Optional
 
 import yaml
 
+from paradis.yaml_files import read_yaml
+
 LAB_KEYS = {"name", "description", "base", "seed", "target_acc", "args", "variants", "grid", "search"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 
@@ -90,10 +92,7 @@ def grid_variants(grid: Any, where: str) -> list[Variant]:
 def read_spec(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"Lab file {path} does not exist; pass one of configs/lab/*.yaml.")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"Lab file {path} is not valid YAML ({str(err).splitlines()[0]}); fix its syntax.") from None
+    spec = read_yaml(path, "Lab file") or {}
     if not isinstance(spec, dict):
         raise ValueError(f"Lab file {path} must be a mapping with `base` and `variants`, `grid` or `search`.")
     unknown = sorted(set(spec) - LAB_KEYS)
