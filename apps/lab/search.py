@@ -29,7 +29,6 @@ import platform
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 from apps.lab.search_space import SearchConfig
 from apps.lab.spec import Lab, Variant
