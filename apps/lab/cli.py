@@ -130,8 +130,10 @@ def run_lab(argv: list[str]) -> list[dict]:
         for run in runs_by_lab[lab.axis]:
             per_variant.setdefault(run.variant.name, []).append(by_run[id(run)])
         rows = [summarize(name, runs) for name, runs in per_variant.items()]
-        (out_dir / "results.json").write_text(json.dumps({"lab": str(lab.path), "rows": rows, "runs": per_variant}, indent=1))
         lab_argv = [str(lab.path), *argv_without_labs(argv, args.labs)]
+        (out_dir / "results.json").write_text(json.dumps(
+            {"lab": str(lab.path), "argv": lab_argv, "description": lab.description, "target_acc": lab.target_acc,
+             "folds": args.folds, "rows": rows, "runs": per_variant}, indent=1))
         report = write_report(lab, out_dir, rows, per_variant, lab_argv, args.folds, jobs_line(args, threads))
         print(f"\n{lab.axis}:\n{markdown_table(rows, lab.target_acc)}\n\nReport: {report}", flush=True)
         rows_all += rows
