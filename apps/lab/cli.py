@@ -22,7 +22,7 @@ from apps.lab.worker import warm_context
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="paradis-lab",
-        description="Run every variant of one or more lab axes (paradis fit + test each) and write a comparison report per axis.",
+        description="Run every variant of one or more lab axes (paradis fit + test each) and write a comparison report per axis (and course.md/course.html over all axes when several run).",
         epilog="Other --section.key value options are added to every paradis command, e.g. --trainer.max_epochs 2.",
     )
     parser.add_argument("labs", nargs="+", metavar="lab", help="lab file(s), e.g. configs/lab/activations.yaml")
@@ -143,7 +143,18 @@ def run_lab(argv: list[str]) -> list[dict]:
 
             search_threads = args.threads or default_threads(args.workers)  # one per worker when workers >= cores
             rows_all += run_search(lab, args, extra, search_threads, [str(lab.path), *argv_without_labs(argv, args.labs)])
+    course(Path(args.runs_dir), axes)
     return rows_all
+
+
+def course(runs_dir: Path, axes: list[str]) -> None:
+    """The course report over every axis in the lab folder: when several lab files ran, or to keep one up to date."""
+    from apps.lab.course_report import COURSE_MD, write_course
+
+    if len(axes) > 1 or (runs_dir / COURSE_MD).exists():
+        written = write_course(runs_dir, axes)
+        if written:
+            print(f"\nCourse report (every axis in {runs_dir}): {' and '.join(map(str, written))}", flush=True)
 
 
 def argv_without_labs(argv: list[str], labs: list[str]) -> list[str]:
