@@ -21,7 +21,10 @@ runs each variant K times with `--data.folds K --data.fold i` and reports mean Â
 when a variant failed (the report is still written), 2 on a bad lab file.
 
 Afterwards `<runs-dir>/<axis>/report.md` holds the table, the plots and the exact command of every
-run; the table is also printed.
+run; the table is also printed. When several lab files run (or `<runs-dir>/course.md` already exists),
+`<runs-dir>/course.md` and a self-contained `course.html` cover every axis found in the lab folder: the
+machine, one side-by-side table, each axis's plots and the course's questions answered from the
+numbers (apps/lab/course_report.py).
 """
 
 from __future__ import annotations

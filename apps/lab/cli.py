@@ -22,7 +22,7 @@ from paradis.yaml_files import read_yaml
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="paradis-lab",
-        description="Run every variant of one or more lab axes (paradis fit + test each) and write a comparison report per axis.",
+        description="Run every variant of one or more lab axes (paradis fit + test each) and write a comparison report per axis (and course.md/course.html over all axes when several run).",
         epilog="Other --section.key value options are added to every paradis command, e.g. --trainer.max_epochs 2.",
     )
     parser.add_argument("labs", nargs="+", metavar="lab", help="lab file(s), e.g. configs/lab/activations.yaml")
@@ -130,8 +130,10 @@ def run_lab(argv: list[str]) -> list[dict]:
         for run in runs_by_lab[lab.axis]:
             per_variant.setdefault(run.variant.name, []).append(by_run[id(run)])
         rows = [summarize(name, runs) for name, runs in per_variant.items()]
-        (out_dir / "results.json").write_text(json.dumps({"lab": str(lab.path), "rows": rows, "runs": per_variant}, indent=1))
         lab_argv = [str(lab.path), *argv_without_labs(argv, args.labs)]
+        (out_dir / "results.json").write_text(json.dumps(
+            {"lab": str(lab.path), "argv": lab_argv, "description": lab.description, "target_acc": lab.target_acc,
+             "folds": args.folds, "rows": rows, "runs": per_variant}, indent=1))
         report = write_report(lab, out_dir, rows, per_variant, lab_argv, args.folds, jobs_line(args, threads))
         print(f"\n{lab.axis}:\n{markdown_table(rows, lab.target_acc)}\n\nReport: {report}", flush=True)
         rows_all += rows
@@ -141,7 +143,18 @@ def run_lab(argv: list[str]) -> list[dict]:
 
             search_threads = args.threads or default_threads(args.workers)  # one per worker when workers >= cores
             rows_all += run_search(lab, args, extra, search_threads, [str(lab.path), *argv_without_labs(argv, args.labs)])
+    course(Path(args.runs_dir), axes)
     return rows_all
+
+
+def course(runs_dir: Path, axes: list[str]) -> None:
+    """The course report over every axis in the lab folder: when several lab files ran, or to keep one up to date."""
+    from apps.lab.course_report import COURSE_MD, write_course
+
+    if len(axes) > 1 or (runs_dir / COURSE_MD).exists():
+        written = write_course(runs_dir, axes)
+        if written:
+            print(f"\nCourse report (every axis in {runs_dir}): {' and '.join(map(str, written))}", flush=True)
 
 
 def argv_without_labs(argv: list[str], labs: list[str]) -> list[str]:

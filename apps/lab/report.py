@@ -13,19 +13,22 @@ from apps.lab.spec import Lab
 from apps.lab.table import markdown_table
 
 
-def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line() -> str:
     from importlib.metadata import version
 
     return (
-        f"{platform.node() or 'this machine'}: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"{platform.node() or 'this machine'}: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, torch {version('torch')}, lightning {version('lightning')}"
     )
 

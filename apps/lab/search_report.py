@@ -108,7 +108,8 @@ def write_search_report(lab: Lab, config: SearchConfig, study, out_dir: Path, ar
     plots = save_optuna_plots(study, out_dir)
     for title, filename in plots:
         study_lines += [f"## {title}", "", f"![{title}]({filename})", ""]
-    (out_dir / "results.json").write_text(json.dumps({"lab": str(lab.path), "rows": rows, "runs": results}, indent=1))
+    (out_dir / "results.json").write_text(json.dumps({"lab": str(lab.path), "argv": argv, "search": True, "description": lab.description,
+                                                        "target_acc": lab.target_acc, "rows": rows, "runs": results}, indent=1))
     report = write_report(lab, out_dir, rows, results, argv, 1, "trials run by search workers", (study_lines,))
     print(f"\n{lab.axis}:\n{markdown_table(rows, lab.target_acc)}\n\nReport: {report}", flush=True)
     return rows
