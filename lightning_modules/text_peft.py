@@ -82,7 +82,8 @@ def peft_config(base: torch.nn.Module, info: dict, hp) -> object:
     head = sorted(set(head) | set(hp.modules_to_save or []))
     if hp.peft_method == "lora":
         targets = list(hp.target_modules) if hp.target_modules else lora_targets(base)
-        unknown = [t for t in targets if t not in leaves]
+        names = [name for name, _ in base.named_modules() if name]
+        unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]  # peft: names or suffixes
         if unknown:
             raise ValueError(f"model.target_modules {unknown} are not modules of {type(base).__name__}; pick from its Linear layers, e.g. {lora_targets(base)}.")
         return LoraConfig(task_type=TaskType.SEQ_CLS, r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,

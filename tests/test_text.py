@@ -81,6 +81,11 @@ def test_lora_targets_follow_the_architecture(tiny):
     assert 0 < trained < 0.05 * total
     with pytest.raises(ValueError, match="target_modules"):
         TextClassifier(model_name_or_path=tiny, target_modules=["nope"]).build(["a", "b"])
+    with pytest.raises(ValueError, match="target_modules"):  # a suffix must end at a module boundary
+        TextClassifier(model_name_or_path=tiny, target_modules=["_lin"]).build(["a", "b"])
+    suffixes = TextClassifier(model_name_or_path=tiny, target_modules=["attention.q_lin", "ffn.lin1"])  # peft: suffixes too
+    suffixes.build(["a", "b"])
+    assert sorted(json.loads(suffixes.peft_config_json)["target_modules"]) == ["attention.q_lin", "ffn.lin1"]
     with pytest.raises(ValueError, match="peft_method"):
         TextClassifier(peft_method="adapters")
     with pytest.raises(FileNotFoundError, match="does not exist"):
