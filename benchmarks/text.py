@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/text.py [--steps 30] [--budget-steps 500] [--skip-accuracy] [--all-padding]
 
-1. Fine-tuning samples/s, bundled MiniLM + LoRA (r=8, query/value), same pre-tokenised bundled
+1. Fine-tuning samples/s, bundled MiniLM + LoRA (r=8 on the LoRA targets of configs/text_lora_minilm.yaml), same pre-tokenised bundled
    reviews, batch size and max length: Paradis (our Lightning module + TextDataModule, length-grouped as in
    the configs) vs `transformers.Trainer` + peft with its own length grouping
    (`train_sampling_strategy="group_by_length"`, the fair comparison); `--all-padding` adds both without
@@ -29,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
 
 from paradis.bundled import resolve_model_path  # noqa: E402
@@ -36,6 +37,9 @@ from datamodules.text import TextDataModule  # noqa: E402
 from lightning_modules.text import TextClassifier  # noqa: E402
 
 MODEL = "bundled:minilm"
+# The shipped default's LoRA targets, on both sides of the comparison (read from the config, so it follows it).
+TARGETS = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "text_lora_minilm.yaml").read_text())[
+    "model"]["init_args"]["target_modules"]
 CLASSES = ["negative", "positive"]
 PARADIS = "paradis (TextClassifier + TextDataModule, group_by_length)"
 HF_GROUPED = "hf Trainer + peft (train_sampling_strategy=group_by_length)"
@@ -62,7 +66,7 @@ def data_module(args, tmp: str, group_by_length: bool, **kwargs) -> TextDataModu
 
 def lightning_samples_per_s(args, tmp: str, group_by_length: bool, precision: str = "32") -> tuple[float, float, float]:
     seed_everything(0, verbose=False)
-    module = TextClassifier(MODEL, lr=1e-3, max_length=args.max_length, class_names=CLASSES)
+    module = TextClassifier(MODEL, lr=1e-3, max_length=args.max_length, target_modules=TARGETS, class_names=CLASSES)
     clock = StepClock(args.warmup)
     trainer = Trainer(accelerator="cpu", max_steps=args.warmup + args.steps, limit_val_batches=0, logger=False, precision=precision,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
@@ -87,7 +91,7 @@ def hf_samples_per_s(args, tmp: str, padding: str, group_by_length: bool = False
         items = [{"input_ids": ids, "attention_mask": mask, "labels": it["labels"]}
                  for ids, mask, it in zip(padded["input_ids"], padded["attention_mask"], items)]
     base = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
-    model = get_peft_model(base, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]))
+    model = get_peft_model(base, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=TARGETS))
 
     class Clock(TrainerCallback):
         start = end = cpu_start = cpu_end = None
@@ -145,7 +149,8 @@ def throughput(args, tmp: str) -> dict:
 
 def accuracy_on_budget(args, tmp: str, run_dir: str) -> dict:
     seed_everything(0, verbose=False)
-    module = TextClassifier(MODEL, lr=args.lr, max_length=args.max_length, modules_to_save=args.modules_to_save, class_names=CLASSES)
+    module = TextClassifier(MODEL, lr=args.lr, max_length=args.max_length, modules_to_save=args.modules_to_save,
+                            target_modules=TARGETS, class_names=CLASSES)
     data = data_module(args, tmp, True)
     trainer = Trainer(accelerator="cpu", max_steps=args.budget_steps, limit_val_batches=0, logger=False,
                       enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, default_root_dir=run_dir)
