@@ -15,6 +15,7 @@ callback. `--raw` exports the raw (non-averaged) training weights instead (`curr
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -31,7 +32,8 @@ def load_ddpm(ckpt: str | Path, raw: bool = False) -> DDPM:
     checkpoint = read_checkpoint(ckpt)
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     check_class(checkpoint, ckpt, [qualified_name(DDPM)], hint="pass a DDPM checkpoint.")
-    module = DDPM(**{k: v for k, v in hparams.items() if not k.startswith("_")})
+    accepted = inspect.signature(DDPM.__init__).parameters  # (LightningCLI also saves the data-linked class_names)
+    module = DDPM(**{k: v for k, v in hparams.items() if k in accepted and k != "self"})
     if raw:
         if "current_model_state" not in checkpoint:
             raise ValueError(f"Checkpoint {ckpt} holds no separate raw weights (it was not trained with EMA); drop --raw.")

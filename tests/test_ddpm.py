@@ -296,6 +296,9 @@ def test_paradis_fit_then_predict(tmp_path, paradis, monkeypatch):
     written = sorted(p.name for p in (run / "predictions").iterdir())
     assert written == ["grid.png", *(f"sample_{i:04d}.png" for i in range(5))], proc.stderr[-2000:]
     assert Image.open(run / "predictions" / "sample_0000.png").size == (32, 32)
+    from apps.export_ddpm import load_ddpm  # a checkpoint written by `paradis fit` (with the CLI's saved arguments)
+
+    assert load_ddpm(run / "checkpoints" / "best.ckpt").hparams.sample_size == 32
 
 
 # -- FID / KID -------------------------------------------------------------------------------------
