@@ -79,6 +79,9 @@ class ParadisCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
             parser_class=ParadisParser,
+            # what every config would otherwise repeat (`--print_config` shows them; a config or flag overrides):
+            trainer_defaults={"accelerator": "auto", "devices": 1},  # Lightning's "auto" would be DDP on every GPU
+            seed_everything_default=42,
             args=args,
             run=run,
         )
@@ -101,7 +104,7 @@ class ParadisCLI(LightningCLI):
 
     @staticmethod
     def add_checkpoint_arguments(parser) -> None:
-        parser.add_argument("--checkpoint.every_n_minutes", type=Optional[float], default=30.0,
+        parser.add_argument("--checkpoint.every_n_minutes", type=Optional[float], default=10.0,
                             help="Refresh last.ckpt during an epoch after this many minutes of training (0: never).")
         parser.add_argument("--checkpoint.every_n_steps", type=int, default=0,
                             help="Refresh last.ckpt during an epoch every this many optimizer steps (0: never).")
