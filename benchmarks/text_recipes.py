@@ -31,10 +31,10 @@ BERT_ATTENTION = '["query","key","value","attention.output.dense"]'
 BERT_LINEAR = '["query","key","value","attention.output.dense","intermediate.dense","output.dense"]'
 
 RECIPES: dict[str, list[str]] = {
-    "lora_qv_r8": [],  # the config as it was: LoRA r=8 on query/value + the pooler, lr 2e-3, 2 epochs
+    "lora_qv_r8": ["--model.target_modules", '["query","value"]'],  # the config before the race: LoRA r=8 on query/value
     "lora_qv_r16": ["--model.lora_r", "16", "--model.lora_alpha", "32"],
     "attention_r8": ["--model.target_modules", BERT_ATTENTION],
-    "all_linear_r8": ["--model.target_modules", BERT_LINEAR],
+    "all_linear_r8": ["--model.target_modules", BERT_LINEAR],  # the winner: the config since (same as no override)
     "all_linear_r16": ["--model.target_modules", BERT_LINEAR, "--model.lora_r", "16", "--model.lora_alpha", "32"],
     "all_linear_r32": ["--model.target_modules", BERT_LINEAR, "--model.lora_r", "32", "--model.lora_alpha", "64"],
     "all_linear_r16_lr1e-3": ["--model.target_modules", BERT_LINEAR, "--model.lora_r", "16", "--model.lora_alpha", "32",
