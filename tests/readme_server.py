@@ -50,12 +50,15 @@ def exit_code(err: SystemExit) -> int:
     return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
 
 
-def child(job: dict) -> int:
+def child(job: dict, server: int) -> int:
     """Run one command in this (forked) process; its exit code."""
     import runpy
     import traceback
 
     os.setpgid(0, 0)  # its own process group: the test can stop it and whatever it started at once
+    from apps.lab.worker import die_with_parent
+
+    die_with_parent(server)  # and it ends with the server (which ends when the test closes its stdin)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.chdir(job["cwd"])
@@ -102,6 +105,7 @@ def main() -> None:
     answer = sys.stdout
     print(json.dumps({"ready": True}), file=answer, flush=True)
     background: set[int] = set()
+    parent = os.getpid()
     for line in sys.stdin:
         for done in [p for p in background if os.waitpid(p, os.WNOHANG)[0]]:  # reap stopped servers
             background.discard(done)
@@ -110,7 +114,7 @@ def main() -> None:
         if pid == 0:
             code = 1
             try:
-                code = child(request["job"])
+                code = child(request["job"], parent)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()

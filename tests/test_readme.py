@@ -353,10 +353,15 @@ def run_tensorboard(ws: Workspace, args: list[str]) -> None:
     port = str(free_port())
     pid, log = ws.start(entry("tensorboard"), ["tensorboard", *args, "--port", port])
     try:
-        runs = json.loads(wait_http(f"http://127.0.0.1:{port}/data/runs", log))
         logdir = ws.cwd / option(args, "--logdir")
         expected = {str(p.parent.relative_to(logdir)) for p in logdir.rglob("events.out.tfevents.*")}
-        assert expected and expected <= set(runs), (sorted(expected), runs)
+        deadline = time.time() + 60
+        while True:  # TensorBoard finds the runs in the background after it starts serving
+            runs = json.loads(wait_http(f"http://127.0.0.1:{port}/data/runs", log))
+            if (expected and expected <= set(runs)) or time.time() > deadline:
+                break
+            time.sleep(1)
+        assert expected and expected <= set(runs), f"TensorBoard lists {runs}, not {sorted(expected - set(runs))}"
     finally:
         ws.stop(pid)
 
