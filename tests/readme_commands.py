@@ -29,7 +29,7 @@ PYTHON_LANGS = {"python", "py", "python3"}
 SKIPPED = {
     "make install": "installs the virtual environment these tests run in (`make test` runs it first)",
     "make test": "runs this test suite: it would run itself",
-    "make gpu-check OUT=gpu_check PHOTOS=~/photos/cats": "needs a CUDA GPU (benchmarks/gpu_check.py)",
+    "make gpu-check OUT=gpu_check PHOTOS=~/photos/cats": "needs a CUDA GPU (benchmarks/gpu_check.py; tests/test_gpu_check.py covers what runs on a CPU)",
     "paradis fit --config configs/mnist.yaml --trainer.precision 16-mixed": "16-mixed needs a GPU (Lightning refuses it on CPU)",
     "torchrun --nnodes 2 --nproc_per_node 4 --node_rank 0 --master_addr $MASTER --master_port 29500 -m apps.cli fit "
     "--config configs/ddpm_cats.yaml --trainer.strategy ddp --trainer.devices 4 --trainer.num_nodes 2":
@@ -119,7 +119,7 @@ def is_script(lines: list[tuple[int, str]]) -> bool:
 
 
 def extract(path: Path) -> list[Command]:
-    doc = str(path.relative_to(ROOT))
+    doc = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
     commands: list[Command] = []
     for start, lang, lines in fenced_blocks(path.read_text()):
         if lang in PYTHON_LANGS:

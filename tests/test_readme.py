@@ -437,6 +437,48 @@ def test_every_command_runs_or_is_skipped_by_name():
             assert program in known, f"{command.where}: `{command.text}` is neither run here nor in SKIPPED"
 
 
+def test_the_reader_finds_what_a_user_would_type(tmp_path):
+    """`\\` continuations, trailing and following comments, indented fences, scripts, snippets; not yaml or output."""
+    from readme_commands import extract
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("""text
+```bash
+paradis fit --config configs/mnist.yaml \\
+    --model.lr 0.1   # a note with 'quotes'
+#   -> runs/mnist/predictions.csv
+paradis-lab 'a # b.yaml'
+```
+- item:
+  ```bash
+  make demo
+  ```
+```yaml
+base: configs/mnist.yaml
+```
+```
+paradis: error: not a command
+```
+```python
+print(1)
+```
+```bash
+URL=http://x; RUNS=$PWD/runs
+curl -s $URL
+```
+""")
+    commands = extract(doc)
+    assert [(c.lang, c.name) for c in commands] == [
+        ("shell", "paradis fit --config configs/mnist.yaml --model.lr 0.1"),
+        ("shell", "paradis-lab 'a # b.yaml'"),
+        ("shell", "make demo"),
+        ("python", "python: print(1)"),
+        ("script", "script: URL=http://x; RUNS=$PWD/runs"),
+    ]
+    assert promised_files(commands[0].comment) == ["runs/mnist/predictions.csv"]
+    assert commands[0].line == 3 and commands[2].line == 10
+
+
 @pytest.mark.parametrize("section", sections())
 def test_readme_commands(ws, section):
     """The section's commands in document order (a command already run earlier in the same words is not rerun)."""
