@@ -1,0 +1,131 @@
+"""A warm fork server for tests/test_readme.py: it imports what the README's commands import once, then runs
+each command in a child forked from it, so a command starts in milliseconds instead of an interpreter start-up
+(the same idea as `paradis-lab`'s warm worker, apps/lab/worker.py).
+
+Protocol (one JSON object per line on stdin; answers on stdout):
+  {"job": {...}, "wait": true}   -> {"pid": P} then, when the child has exited, {"rc": CODE}
+  {"job": {...}, "wait": false}  -> {"pid": P}              (a server the test stops later with a signal)
+A job is {"entry": ..., "argv": [...], "cwd": DIR, "env": {...}, "log": FILE}; the entries are
+  "script:<module>:<function>"  a console script (`paradis`, `paradis-lab`, `paradis-app`, `tensorboard`)
+  "module:<name>"                `python -m <name>`
+  "path:<file>"                  `python <file>`
+  "code"                         a Python snippet (argv[0] is its text)
+The child writes stdout and stderr to `log` and exits with the command's exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+
+WARM = (
+    "apps.cli",
+    "apps.lab.cli",
+    "apps.app.main",
+    "apps.export_ddpm",
+    "apps.export_text",
+    "lightning.pytorch",
+    "lightning_modules.mnist",
+    "lightning_modules.ddpm",
+    "lightning_modules.text",
+    "datamodules.mnist",
+    "datamodules.images",
+    "datamodules.text",
+    "callbacks.ema",
+    "callbacks.sample_grid",
+    "torch.utils.tensorboard",
+    "diffusers",
+    "transformers",
+    "peft",
+    "gradio",
+    "gradio_client",
+    "tensorboard.main",
+)
+
+
+def exit_code(err: SystemExit) -> int:
+    return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+
+
+def child(job: dict, server: int) -> int:
+    """Run one command in this (forked) process; its exit code."""
+    import runpy
+    import traceback
+
+    os.setpgid(0, 0)  # its own process group: the test can stop it and whatever it started at once
+    from apps.lab.worker import die_with_parent
+
+    die_with_parent(server)  # and it ends with the server (which ends when the test closes its stdin)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.chdir(job["cwd"])
+    os.environ.update(job["env"])
+    fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    entry, argv = job["entry"], job["argv"]
+    sys.argv = list(argv)
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like `python -m` / `python -c`: the working directory is importable
+    try:
+        if entry.startswith("script:"):
+            _, module, function = entry.split(":")
+            result = getattr(importlib.import_module(module), function)()
+            return result if isinstance(result, int) else 0
+        if entry.startswith("module:"):
+            runpy.run_module(entry.split(":", 1)[1], run_name="__main__", alter_sys=True)
+        elif entry.startswith("path:"):
+            path = entry.split(":", 1)[1]
+            sys.path[0] = os.path.dirname(os.path.abspath(path))
+            runpy.run_path(path, run_name="__main__")
+        else:
+            sys.argv = ["-c"]
+            exec(compile(argv[0], "<README snippet>", "exec"), {"__name__": "__main__"})
+    except SystemExit as err:
+        return exit_code(err)
+    except BaseException:  # noqa: BLE001 - reported like an uncaught error of the command
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def main() -> None:
+    for name in WARM:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    answer = sys.stdout
+    print(json.dumps({"ready": True}), file=answer, flush=True)
+    background: set[int] = set()
+    parent = os.getpid()
+    for line in sys.stdin:
+        for done in [p for p in background if os.waitpid(p, os.WNOHANG)[0]]:  # reap stopped servers
+            background.discard(done)
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = child(request["job"], parent)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        print(json.dumps({"pid": pid}), file=answer, flush=True)
+        if request["wait"]:
+            _, status = os.waitpid(pid, 0)
+            print(json.dumps({"rc": os.waitstatus_to_exitcode(status)}), file=answer, flush=True)
+        else:
+            background.add(pid)
+
+
+if __name__ == "__main__":
+    main()
