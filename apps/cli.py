@@ -19,6 +19,7 @@ and exit code 2 (set PARADIS_DEBUG=1 for the traceback).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ from callbacks.speed import EpochStats
 from apps.cli_parser import ParadisParser, requested_subcommand
 from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard, check_budget_left, exit_stopped, reliability_callbacks
 from paradis.checkpoint import check_class, qualified_name, read_checkpoint
+from paradis.lightning_internals import CheckpointArgumentsCLI
 from paradis.yaml_files import read_yaml
 from paradis.runtime import prepare_process
 
@@ -65,9 +67,10 @@ class FitConfigSaver(SaveConfigCallback):
             super().setup(trainer, pl_module, stage)
 
 
-class ParadisCLI(LightningCLI):
+class ParadisCLI(CheckpointArgumentsCLI):
     def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
         self._requested = requested_subcommand(args, LightningCLI.subcommands())
+        self._peeked: dict[str, dict] = {}  # checkpoint path -> its memory-mapped contents (see `peek`)
         for path in config_files(sys.argv[1:] if args is None else args):
             read_yaml(path)  # one sentence for a missing file, a syntax error or a key written twice
         super().__init__(
@@ -126,16 +129,15 @@ class ParadisCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         run_dir = self.run_dir
-        trainer_config = self._get(self.config_init, "trainer", default={})
+        trainer_config = self.config_init[self.subcommand].get("trainer") or {}
         check_max_time(trainer_config.get("max_time"))
         callbacks = list(trainer_config.get("callbacks") or [])
         intervals = self.config[self.subcommand].get("checkpoint") or {}
-        callbacks += reliability_callbacks(callbacks, run_dir, self.model, intervals)
         if not any(isinstance(c, EpochStats) for c in callbacks):
             callbacks.append(EpochStats())
         if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(TimedProgressBar())  # Lightning's Rich bar, or tqdm redrawn every batch, cost more than an MLP step
-        kwargs["callbacks"] = callbacks
+        kwargs["callbacks"] = callbacks + reliability_callbacks(callbacks, run_dir, self.model, intervals)
         if trainer_config.get("profiler") is None:
             kwargs["profiler"] = NoProfiler()
         plugins = trainer_config.get("plugins") or []
@@ -159,16 +161,21 @@ class ParadisCLI(LightningCLI):
     # checkpoint's saved value is stale or, for a model without that argument, not an argument at all.
     LINKED_FROM_DATA = ("class_names",)
 
-    def _parse_ckpt_path(self) -> None:
-        """LightningCLI's step that re-reads the model's arguments from an explicit `--ckpt_path FILE` (so the model
-        is built as trained), done here from one memory-mapped read of the file, whose problems are one sentence,
-        and without the arguments that the data module supplies (Lightning's own version passed the saved
-        `class_names: None` to every model and failed for MNIST and DDPM)."""
+    def peek(self, ckpt_path: str) -> dict:
+        """The checkpoint, memory-mapped: the argument, class and budget checks share this one peek."""
+        if ckpt_path not in self._peeked:
+            self._peeked[ckpt_path] = read_checkpoint(ckpt_path, mmap=True)
+        return self._peeked[ckpt_path]
+
+    def read_checkpoint_arguments(self) -> None:
+        """The model's arguments from an explicit `--ckpt_path FILE` (so the model is built as trained), from the
+        peek, without those the data module supplies (Lightning's own step passed the saved `class_names: None`
+        to every model and failed for MNIST and DDPM); a bad file is one sentence."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or ckpt_path in ("last", "best"):
             return
-        hparams = dict(read_checkpoint(ckpt_path, mmap=True).get("hyper_parameters") or {})
+        hparams = dict(self.peek(ckpt_path).get("hyper_parameters") or {})
         class_path = hparams.pop("_class_path", None)
         if class_path is None:  # not written by LightningCLI: the config's model stands
             return
@@ -199,7 +206,7 @@ class ParadisCLI(LightningCLI):
                     )
                 ckpt_path = str(last)
             if Path(ckpt_path).is_file():
-                check_budget_left(ckpt_path, self.trainer)
+                check_budget_left(self.peek(ckpt_path), ckpt_path, self.trainer)
         else:
             if ckpt_path in (None, "best"):
                 ckpt_path = str(best if best.exists() else last)
@@ -210,18 +217,17 @@ class ParadisCLI(LightningCLI):
                     )
             elif ckpt_path == "last":
                 ckpt_path = str(last)
-        self._check_checkpoint_matches_model(ckpt_path)
+        check_class(self.peek(ckpt_path), ckpt_path, [qualified_name(type(self.model))],
+                    hint="use the config the checkpoint was trained with.")
         return ckpt_path
 
-    def _check_checkpoint_matches_model(self, ckpt_path: str) -> None:
-        check_class(read_checkpoint(ckpt_path), ckpt_path, [qualified_name(type(self.model))],
-                    hint="use the config the checkpoint was trained with.")
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        self.config_init[subcommand]["ckpt_path"] = self._resolve_ckpt_path()
+    def run_safely(self, subcommand: str, **kwargs: Any) -> None:
+        """The Trainer's `subcommand` on the run folder's checkpoint, a failed start undone, a stop reported."""
+        kwargs["ckpt_path"] = self._resolve_ckpt_path()
+        self._peeked.clear()  # (fit rewrites these files)
         guard = RunFolderGuard(self.run_dir) if subcommand == "fit" else None
         try:
-            super()._run_subcommand(subcommand)
+            getattr(self.trainer, subcommand)(**kwargs)
         except SIGTERMException:
             exit_stopped(self.trainer)
         except USER_ERRORS:
@@ -236,6 +242,10 @@ class ParadisCLI(LightningCLI):
                 f"  TensorBoard: tensorboard --logdir {self.run_dir.parent}",
                 file=sys.stderr,
             )
+
+    # LightningCLI runs `self.<subcommand>(**its arguments)` when the CLI has such a method, else the Trainer's.
+    fit, validate, test, predict = map(functools.partial(functools.partialmethod, run_safely),
+                                       ("fit", "validate", "test", "predict"))
 
 
 def check_max_time(value: Any) -> None:

@@ -15,7 +15,6 @@ callback. `--raw` exports the raw (non-averaged) training weights instead (`curr
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -24,24 +23,16 @@ from typing import Optional
 from apps.cli import USER_ERRORS
 from lightning_modules.ddpm import DDPM
 from lightning_modules.unet import export_pipeline
-from paradis.checkpoint import check_class, qualified_name, read_checkpoint
+from paradis.checkpoint import check_class, module_from_checkpoint, qualified_name, read_checkpoint
 
 
 def load_ddpm(ckpt: str | Path, raw: bool = False) -> DDPM:
     """A `DDPM` from a checkpoint written by `paradis fit`, with its EMA weights (or raw ones with `raw`)."""
-    checkpoint = read_checkpoint(ckpt)
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    checkpoint = read_checkpoint(ckpt, mmap=True)
     check_class(checkpoint, ckpt, [qualified_name(DDPM)], hint="pass a DDPM checkpoint.")
-    accepted = inspect.signature(DDPM.__init__).parameters  # (LightningCLI also saves the data-linked class_names)
-    module = DDPM(**{k: v for k, v in hparams.items() if k in accepted and k != "self"})
-    if raw:
-        if "current_model_state" not in checkpoint:
-            raise ValueError(f"Checkpoint {ckpt} holds no separate raw weights (it was not trained with EMA); drop --raw.")
-        state = checkpoint["current_model_state"]
-    else:
-        state = checkpoint["state_dict"]
-    module.load_state_dict(state)
-    return module.eval()
+    if raw and "current_model_state" not in checkpoint:
+        raise ValueError(f"Checkpoint {ckpt} holds no separate raw weights (it was not trained with EMA); drop --raw.")
+    return module_from_checkpoint(DDPM, checkpoint, "current_model_state" if raw else "state_dict").eval()
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from callbacks.checkpointing import RunCheckpoint
 from callbacks.divergence import DivergenceGuard
 from callbacks.resume import ExactResume
-from paradis.checkpoint import progress, read_checkpoint
+from paradis.checkpoint import progress
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -70,25 +70,24 @@ class RunFolderGuard:
 
 
 def reliability_callbacks(callbacks: list, run_dir: Path, model: Any, intervals: dict) -> list:
-    """best.ckpt + last.ckpt (the run's latest state, refreshed every N minutes / M steps), exact resume and
-    the divergence guard, unless the config already has its own."""
-    added: list = []
+    """Exact resume, the divergence guard, best.ckpt (Lightning's `ModelCheckpoint`) and last.ckpt (the run's
+    latest state, also refreshed every N minutes / M steps), unless the config already has its own."""
+    added: list = [kind() for kind in (ExactResume, DivergenceGuard) if not any(isinstance(c, kind) for c in callbacks)]
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-        added.append(RunCheckpoint(
-            dirpath=run_dir / CHECKPOINT_DIR, filename="best", monitor=getattr(model, "monitor", None),
-            mode=getattr(model, "monitor_mode", "min"), save_top_k=1, save_last=True, auto_insert_metric_name=False,
-            enable_version_counter=False, every_n_minutes=intervals.get("every_n_minutes"),
-            every_n_steps=intervals.get("every_n_steps") or 0,
+        folder = run_dir / CHECKPOINT_DIR
+        added.append(ModelCheckpoint(
+            dirpath=folder, filename="best", monitor=getattr(model, "monitor", None),
+            mode=getattr(model, "monitor_mode", "min"), save_top_k=1, auto_insert_metric_name=False,
+            enable_version_counter=False,
         ))
-    for kind in (ExactResume, DivergenceGuard):
-        if not any(isinstance(c, kind) for c in callbacks):
-            added.append(kind())
+        added.append(RunCheckpoint(folder, every_n_minutes=intervals.get("every_n_minutes"),
+                                   every_n_steps=intervals.get("every_n_steps") or 0))
     return added
 
 
-def check_budget_left(ckpt_path: str, trainer: Trainer) -> None:
+def check_budget_left(checkpoint: dict, ckpt_path: str, trainer: Trainer) -> None:
     """Resuming a run that already reached this --trainer.max_epochs / max_steps would train nothing."""
-    epochs, steps = progress(read_checkpoint(ckpt_path, mmap=True))
+    epochs, steps = progress(checkpoint)
     max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
     if max_steps is not None and max_steps != -1 and steps >= max_steps:
         raise ValueError(f"{ckpt_path} has already reached step {steps} and --trainer.max_steps is {max_steps}; "

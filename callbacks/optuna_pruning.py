@@ -33,9 +33,10 @@ class OptunaPruning(Callback):
             if self.pruner == "median"
             else optuna.pruners.NopPruner()
         )
-        study = optuna.load_study(study_name=self.study_name, storage=self.storage, pruner=pruner)
-        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.trial_number)
-        return optuna.trial.Trial(study, trial_id)
+        storage = optuna.storages.get_storage(self.storage)
+        study = optuna.load_study(study_name=self.study_name, storage=storage, pruner=pruner)
+        study_id = storage.get_study_id_from_name(self.study_name)
+        return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, self.trial_number))
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or self.monitor not in trainer.callback_metrics:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from lightning.pytorch.callbacks import TQDMProgressBar
+from paradis.lightning_internals import ThrottledTQDMProgressBar
 
 
-class TimedProgressBar(TQDMProgressBar):
+class TimedProgressBar(ThrottledTQDMProgressBar):
     def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False,
                  min_interval: float = 0.2) -> None:
         super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
@@ -29,17 +29,22 @@ class TimedProgressBar(TQDMProgressBar):
         self._last_draw = float("-inf")
         self._done: dict[str, int] = {}  # batches finished in the running loop of each bar
 
-    def _should_update(self, current: int, total: int) -> bool:
-        if not super()._should_update(current, total):
-            return False
+    def should_draw(self, current: int, total: int) -> bool:
         now = time.monotonic()
         if current == total or now - self._last_draw >= self.min_interval:
             self._last_draw = now
             return True
         return False
 
-    def _draw_last(self, stage: str, bar: Optional[Any]) -> None:
-        n = self._done.pop(stage, None)
+    def bar(self, stage: str) -> Optional[Any]:
+        """The tqdm bar of "train", "val", "test" or "predict" (None when it does not exist)."""
+        try:
+            return getattr(self, f"{stage}_progress_bar")
+        except TypeError:  # Lightning's property raises while the bar is not set
+            return None
+
+    def _draw_last(self, stage: str) -> None:
+        n, bar = self._done.pop(stage, None), self.bar(stage)
         if bar is not None and n is not None and not bar.disable and bar.n != n:
             bar.n = n
             bar.refresh()
@@ -51,7 +56,7 @@ class TimedProgressBar(TQDMProgressBar):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
-        self._done["validate"] = batch_idx + 1
+        self._done["val"] = batch_idx + 1
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
@@ -63,24 +68,24 @@ class TimedProgressBar(TQDMProgressBar):
 
     # ... are on the bar when the loop ends
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._draw_last("train", self._train_progress_bar)
+        self._draw_last("train")
         super().on_train_epoch_end(trainer, pl_module)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        self._draw_last("validate", self._val_progress_bar)
+        self._draw_last("val")
         super().on_validation_end(trainer, pl_module)
 
     def on_test_end(self, trainer, pl_module) -> None:
-        self._draw_last("test", self._test_progress_bar)
+        self._draw_last("test")
         super().on_test_end(trainer, pl_module)
 
     def on_predict_end(self, trainer, pl_module) -> None:
-        self._draw_last("predict", self._predict_progress_bar)
+        self._draw_last("predict")
         super().on_predict_end(trainer, pl_module)
 
     # an error ends the run: its message starts on a line of its own, not glued to a bar
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        for bar in (self._val_progress_bar, self._test_progress_bar, self._predict_progress_bar, self._train_progress_bar):
+        for bar in map(self.bar, ("val", "test", "predict", "train")):
             if bar is not None and not bar.disable:
                 bar.leave = True  # close() then ends the bar's line instead of erasing it
                 bar.close()

@@ -1,7 +1,7 @@
 """Exact resume: what a Lightning checkpoint lacks for a resumed run to equal an uninterrupted one.
 
 A Lightning 2.6 checkpoint holds the weights, optimizer and scheduler states, loop progress and the state of
-stateful training loaders (`CombinedLoader._state_dicts`), but:
+stateful training loaders, but:
   * no RNG state (torch, CUDA, numpy, python): DDPM noise and timesteps, dropout and augmentation would differ;
   * the loader state is dropped when `configure_optimizers` reads `trainer.estimated_stepping_batches`
     (the train loader is then built before the checkpoint is restored, Lightning issue #20550).
@@ -15,12 +15,12 @@ so at a batch boundary a loader's own count is the count the loops trained on.
 
 from __future__ import annotations
 
+import random
 from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 KEY = "paradis_resume"
@@ -34,18 +34,24 @@ def stateful_part(loader: Any) -> Optional[Any]:
     return None
 
 
+def flat(loaders: Any) -> list[Any]:
+    """The loaders of `trainer.train_dataloader`: one loader, or a list / dict of them (nested)."""
+    loaders = list(loaders.values()) if isinstance(loaders, dict) else loaders
+    if isinstance(loaders, (list, tuple)):
+        return [leaf for value in loaders for leaf in flat(value)]
+    return [] if loaders is None else [loaders]
+
+
 def train_loaders(trainer: Trainer) -> list[Any]:
-    combined = trainer.fit_loop._combined_loader
-    return [] if combined is None else [part for loader in combined.flattened if (part := stateful_part(loader))]
+    return [part for loader in flat(trainer.train_dataloader) if (part := stateful_part(loader))]
 
 
 def loader_generators(trainer: Trainer) -> list[torch.Generator]:
     """The generators the training DataLoaders draw their iterator's base seed from. A DataLoader without one
     draws it from the global RNG each time its iterator is created, which a run resumed mid-epoch does once
     more than an uninterrupted run: such loaders get their own generator (seeded from the run's seed)."""
-    combined = trainer.fit_loop._combined_loader
     generators = []
-    for loader in [] if combined is None else combined.flattened:
+    for loader in flat(trainer.train_dataloader):
         if isinstance(loader, DataLoader):
             if loader.generator is None:
                 loader.generator = torch.Generator().manual_seed(torch.initial_seed())
@@ -54,20 +60,25 @@ def loader_generators(trainer: Trainer) -> list[torch.Generator]:
 
 
 def rng_states() -> dict[str, Any]:
-    """Lightning's RNG states, with numpy's array as a tensor so `torch.load(weights_only=True)` reads them."""
-    states = _collect_rng_states(include_cuda=torch.cuda.is_available())
-    name, keys, pos, has_gauss, gauss = states["numpy"]
-    states["numpy"] = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+    """The torch, CUDA, numpy and Python RNG states (the keys Lightning's own RNG helpers use), numpy's array as a
+    tensor so `torch.load(weights_only=True)` reads them."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))}
+    if torch.cuda.is_available():
+        states["torch.cuda"] = torch.cuda.get_rng_state_all()
     return states
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
-    states = dict(states)
+    torch.set_rng_state(states["torch"])
+    cuda = states.get("torch.cuda", [])
+    if torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():  # else resumed on another machine:
+        torch.cuda.set_rng_state_all(cuda)  # keep this one's CUDA generators
     name, keys, pos, has_gauss, gauss = states["numpy"]
-    states["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
-    if len(states.get("torch.cuda", [])) != (torch.cuda.device_count() if torch.cuda.is_available() else 0):
-        states.pop("torch.cuda", None)  # resumed on another machine: keep this one's CUDA generators
-    _set_rng_states(states)
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
 
 
 def check_same_schedule(saved: Optional[dict], now: Optional[dict], ckpt_path: Optional[str]) -> None:

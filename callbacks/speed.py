@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Optional
+from collections.abc import Mapping
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.multiprocessing.reductions import StorageWeakRef
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
-# `perf/memory_kind`: what `perf/peak_memory_mb` measured (a number, so that every logger can store it).
-MEMORY_KINDS = {
-    1: "CPU: tensors live at the peak of one training step (parameters, gradients, optimizer state, activations, batch)",
-    2: "CUDA: torch.cuda.max_memory_allocated over the epoch",
-}
+from paradis.lightning_internals import TorchDispatchMode
+
+# `perf/memory_kind`: what `perf/peak_memory_mb` measured (a number, so that every logger can store it):
+# 1: on CPU the tensors live at the peak of one training step, 2: on CUDA `torch.cuda.max_memory_allocated`.
 CPU_STEP_TENSORS, CUDA_MAX_ALLOCATED = 1, 2
+
+
+def tensors_in(value: Any) -> Iterator[torch.Tensor]:
+    """The tensors in a tensor, or in a (nested) list, tuple or mapping of them: a batch, an optimizer state, an
+    operator's outputs."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (Mapping, list, tuple)):
+        for item in value.values() if isinstance(value, Mapping) else value:
+            yield from tensors_in(item)
 
 
 def batch_size_of(batch: Any) -> int:
@@ -63,9 +71,8 @@ class LiveTensorBytes(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         self._sweep()  # before registering: a freed storage's address may be reused by an output
-        for leaf in tree_leaves(out):
-            if isinstance(leaf, torch.Tensor):
-                self._track(leaf)
+        for tensor in tensors_in(out):
+            self._track(tensor)
         self.peak = max(self.peak, self.bytes)
         return out
 
@@ -75,8 +82,8 @@ def step_state(pl_module: LightningModule, trainer: Trainer, batch: Any) -> list
     tensors = [t for t in pl_module.parameters()] + [t for t in pl_module.buffers()]
     tensors += [p.grad for p in pl_module.parameters() if p.grad is not None]
     for optimizer in trainer.optimizers:
-        tensors += [t for state in optimizer.state.values() for t in tree_leaves(state) if isinstance(t, torch.Tensor)]
-    return tensors + [t for t in tree_leaves(batch) if isinstance(t, torch.Tensor)]
+        tensors += [t for state in optimizer.state.values() for t in tensors_in(state)]
+    return tensors + list(tensors_in(batch))
 
 
 def peak_memory_mb(device: torch.device, cpu_step_peak_bytes: Optional[int] = None) -> float:

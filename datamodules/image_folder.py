@@ -15,8 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image, ImageOps
 
 from paradis.bundled import bundled_path
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+from paradis.images import IMAGE_SUFFIXES
 CAT_LABEL = 2  # animal-mnist: label 2 = cat
 
 
@@ -44,13 +43,14 @@ def _try_load(path: Path, size: int, channels: int) -> Optional[torch.Tensor]:
         return None
 
 
-def load_folder(folder: str | Path, size: int, channels: int = 3, workers: int = 4) -> tuple[torch.Tensor, list[Path]]:
+def load_folder(folder: str | Path, size: int, channels: int = 3, workers: int = 4,
+                listed: Optional[tuple[list[Path], list[Path]]] = None) -> tuple[torch.Tensor, list[Path]]:
     """Every readable image under `folder` as one uint8 tensor `[N, C, size, size]`, and their paths.
 
     Unreadable and non-image files are skipped with one warning that counts them; a folder without any
-    readable image is an error."""
+    readable image is an error. `listed`: the folder's `checked_files`, when the caller has listed it already."""
     folder = Path(folder)
-    files, others = checked_files(folder)
+    files, others = listed or checked_files(folder)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes outside the GIL
         loaded = list(pool.map(lambda p: _try_load(p, size, channels), files))
     good = [(p, x) for p, x in zip(files, loaded) if x is not None]
@@ -83,11 +83,12 @@ def no_readable_image(folder: Path, n_bad: int) -> FileNotFoundError:
                              "put JPEG/PNG/WebP/BMP images there.")
 
 
-def lazy_folder(folder: str | Path, size: int, channels: int) -> "ImageFiles":
+def lazy_folder(folder: str | Path, size: int, channels: int,
+                listed: Optional[tuple[list[Path], list[Path]]] = None) -> "ImageFiles":
     """The readable images under `folder`, decoded on access (for folders too large for memory). Only the
     headers are checked here: cheap, and it catches non-images and most corrupt files."""
     folder = Path(folder)
-    files, others = checked_files(folder)
+    files, others = listed or checked_files(folder)
     readable, bad = [], []
     for path in files:
         try:

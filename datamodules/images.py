@@ -184,13 +184,13 @@ class ImageFolderDataModule(_GeneratorData):
         self.max_memory_mb, self.workers = max_memory_mb, num_workers
 
     def load(self):
-        files, _ = checked_files(self.data_dir)
-        size_mb = len(files) * self.channels * self.load_size**2 / 2**20
+        listed = checked_files(self.data_dir)  # the folder is listed once
+        size_mb = len(listed[0]) * self.channels * self.load_size**2 / 2**20
         if size_mb <= self.max_memory_mb:
-            images, _ = load_folder(self.data_dir, self.load_size, self.channels)
+            images, _ = load_folder(self.data_dir, self.load_size, self.channels, listed=listed)
             rank_zero_info(f"Loaded {len(images)} images from {self.data_dir} into memory ({images.numel() / 2**20:.0f} MB)")
             return images
-        images = lazy_folder(self.data_dir, self.load_size, self.channels)
+        images = lazy_folder(self.data_dir, self.load_size, self.channels, listed=listed)
         rank_zero_info(f"{len(images)} images in {self.data_dir} (~{size_mb:.0f} MB) read lazily")
         return images
 

@@ -22,9 +22,7 @@ from PIL import Image
 from datamodules.digits import preprocess_digit
 from datamodules.mnist_sources import load_bundled, load_mnist, load_torchvision  # noqa: F401 (re-exported)
 from datamodules.tensor_batches import TensorBatches
-
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from paradis.images import IMAGE_SUFFIXES
 
 
 # -- images from files, prepared the way MNIST digits were (datamodules/digits.py) ------------------

@@ -126,8 +126,9 @@ class ResumableDataLoader(DataLoader):
     """A DataLoader over a `TrainOrder` whose state is its position in the epoch, in batches.
 
     That is the protocol Lightning's CombinedLoader saves in checkpoints (`state_dict` / `load_state_dict`), and
-    the convention of `callbacks.resume.ExactResume`, which rewrites `position` to the batches the loops have
-    processed and gives the state back when training starts (the CLI adds it to every run).
+    the one `callbacks.resume.ExactResume` uses: it stores that state in every checkpoint and gives it back when
+    training starts (the CLI adds it to every run). Lightning draws one batch at a time, so at a batch boundary
+    the batches handed out are the batches the loops trained on.
     """
 
     sampler: TrainOrder

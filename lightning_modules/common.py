@@ -5,20 +5,14 @@ from __future__ import annotations
 from typing import Iterable, Literal, Optional, Sequence, get_args
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningModule, Trainer
 
 OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
 OPTIMIZERS = get_args(OptimizerName)
 
 
 class TaskModule(LightningModule):
-    """The base of every Paradis task: a `LightningModule` whose per-hook bookkeeping is cheap.
-
-    Lightning records the running hook in `_current_fx_name` before and after every hook it calls, ~40 times
-    per training step, and each assignment goes through `nn.Module.__setattr__` (isinstance checks against
-    parameters, buffers and sub-modules). The value is always a string or None, never one of those, so it is
-    stored directly: 0.15 instead of 0.91 us per assignment, ~0.03 ms of the MNIST MLP's ~1 ms step (BENCHMARKS.md).
-    """
+    """The base of every Paradis task: a `LightningModule` that records what its LR schedule was sized from."""
 
     # What the LR schedule was sized from, when it depends on the run's budget (`budget_sized`).
     schedule_budget: Optional[dict] = None
@@ -29,11 +23,13 @@ class TaskModule(LightningModule):
         self.schedule_budget = {"length": int(length), "unit": unit, "option": option}
         return length
 
-    def __setattr__(self, name: str, value) -> None:
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+    @property
+    def attached_trainer(self) -> Optional[Trainer]:
+        """The Trainer running this module, or None when it is used on its own (`self.trainer` raises then)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
 
 
 def check_choice(option: str, value: str, choices: Iterable[str]) -> str:

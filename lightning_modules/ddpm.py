@@ -184,9 +184,9 @@ class DDPM(TaskModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        fused = hp.fused_adamw and gpu.fused_allowed(self._trainer)  # not with clipping under mixed precision
+        fused = hp.fused_adamw and gpu.fused_allowed(self.attached_trainer)  # not with clipping under mixed precision
         optimizer = gpu.adamw(decay_param_groups(self.unet, hp.weight_decay), hp.lr, self.device, fused=fused)
-        total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
+        total = self.trainer.estimated_stepping_batches if self.attached_trainer is not None else math.inf
         if math.isfinite(total) and total > hp.warmup_steps:
             total = self.budget_sized(int(total), "optimizer steps", "--trainer.max_epochs / --trainer.max_steps")
             scheduler = get_cosine_schedule_with_warmup(optimizer, hp.warmup_steps, total)

@@ -5,11 +5,11 @@
     adamw(params, lr, device, fused=True)                    fused AdamW on CUDA (one kernel for all params)
     Compiled(module)                                         torch.compile with a one-line fallback to eager
 
-Use from a LightningModule: `cuda_settings` + `channels_last` in `configure_model` (the device is known,
-the weights are not on it yet, and a weight-averaging callback has already copied the module), `adamw` in
-`configure_optimizers`, `Compiled(self.net)` in `configure_model` and call it in `forward`.
+Use from a LightningModule: `cuda_settings` + `channels_last` in `setup` (the device is known, and it runs
+after the callbacks' `setup`, so a weight-averaging callback has already copied the module), `adamw` in
+`configure_optimizers`, `Compiled(self.net)` in `setup` and call it in `forward` (see `lightning_modules/ddpm.py`).
 Lightning already copies batches with `non_blocking=True` to CUDA; a DataLoader needs `pin_memory=True`
-for those copies to overlap (`pin_memory()` below).
+for those copies to overlap.
 """
 
 from __future__ import annotations
@@ -60,11 +60,6 @@ def fused_allowed(trainer: Any) -> bool:
     if trainer is None:
         return True
     return not (trainer.gradient_clip_val and isinstance(trainer.precision_plugin, MixedPrecision))
-
-
-def pin_memory(device: torch.device | str | None) -> bool:
-    """DataLoader `pin_memory` for a run on `device` (page-locked host batches copy asynchronously to CUDA)."""
-    return device is not None and is_cuda(device)
 
 
 class Compiled:

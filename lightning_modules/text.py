@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
-from torch.nn.modules.module import _IncompatibleKeys
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lightning_modules.common import TaskModule, check_choice, check_positive, check_probability, decay_param_groups
@@ -155,7 +154,7 @@ class TextClassifier(TaskModule):
                 f"The checkpoint does not match this model ({len(missing)} trained tensors missing, e.g. {missing[:2]}; "
                 f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[:2]}); use the config it was trained with."
             )
-        return _IncompatibleKeys([], [])  # the frozen base weights are not expected in the checkpoint
+        return type(result)([], [])  # (torch's named tuple) the frozen base weights are not expected in the checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = {
@@ -177,7 +176,7 @@ class TextClassifier(TaskModule):
             )
         if self.model is None:
             self.build(meta["class_names"], meta.get("peft_config"))
-        elif list(meta["class_names"]) != self.class_names and self._trainer is not None and self.trainer.predicting:
+        elif list(meta["class_names"]) != self.class_names and self.attached_trainer is not None and self.trainer.predicting:
             rank_zero_info(f"Predicting the checkpoint's classes {meta['class_names']} (the data module has {self.class_names}).")
             self.build(meta["class_names"], meta.get("peft_config"))
         elif list(meta["class_names"]) != self.class_names:

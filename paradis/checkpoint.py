@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 
@@ -45,6 +46,18 @@ def check_class(checkpoint: dict, path: str | Path, expected: Iterable[str], hin
             f"{hint or 'use the config (or app tab) of the task the checkpoint was trained for.'}"
         )
     return found
+
+
+def module_from_checkpoint(cls: type, checkpoint: dict, state: str = "state_dict") -> Any:
+    """A `cls` LightningModule built from a checkpoint already read (e.g. memory-mapped): what Lightning's
+    `load_from_checkpoint` does, without reading the file again. Only `cls`'s own arguments are passed (a
+    LightningCLI checkpoint also holds the data-linked `class_names` and its `_class_path`)."""
+    accepted = inspect.signature(cls.__init__).parameters
+    hparams = checkpoint.get("hyper_parameters") or {}
+    module = cls(**{k: v for k, v in hparams.items() if k in accepted and k != "self"})
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint[state])
+    return module
 
 
 def qualified_name(cls: type) -> str:

@@ -6,6 +6,9 @@ from typing import Optional
 
 import torch
 
+# The file suffixes every image reader of Paradis accepts (photo folders, digits to classify): what PIL decodes.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1] (the inverse of `denormalize`)."""

@@ -1,4 +1,5 @@
-"""Loading checkpoints for the app: only the registry's classes, `weights_only`, once per file version."""
+"""Loading checkpoints for the app: only the registry's classes, `weights_only`, one memory-mapped read per
+file version."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ import torch
 
 from apps.app.discovery import Entry, task_of
 from apps.app.tasks import BY_KEY
-from paradis.checkpoint import read_checkpoint
+from paradis.checkpoint import module_from_checkpoint, read_checkpoint
 
 
 def load_module(path: Path, task: str) -> torch.nn.Module:
     """The task's LightningModule with the checkpoint's weights (for DDPM the EMA weights, which the EMA
-    callback saves as `state_dict`), in eval mode. The class is checked before anything is built."""
-    found = task_of(read_checkpoint(path, mmap=True), path)
+    callback saves as `state_dict`), in eval mode. The class is checked before anything is built, on the same
+    memory-mapped read the weights then come from."""
+    checkpoint = read_checkpoint(path, mmap=True)
+    found = task_of(checkpoint, path)
     if found != task:
         raise ValueError(f"Checkpoint {path} holds a {BY_KEY[found].title} model, not a {BY_KEY[task].title} one; "
                          f"pick it in the {BY_KEY[found].title} tab.")
     try:
-        return BY_KEY[task].cls.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+        return module_from_checkpoint(BY_KEY[task].cls, checkpoint).eval()
     except (ValueError, FileNotFoundError):
         raise
     except Exception as err:  # shape mismatch, missing keys, ...
