@@ -82,9 +82,8 @@ class ParadisCLI(CheckpointArgumentsCLI):
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
             parser_class=ParadisParser,
-            # what every config would otherwise repeat (`--print_config` shows them; a config or flag overrides):
-            trainer_defaults={"accelerator": "auto", "devices": 1},  # Lightning's "auto" would be DDP on every GPU
-            seed_everything_default=42,
+            # what every config would otherwise repeat; Lightning's devices="auto" would be DDP on every GPU:
+            trainer_defaults={"accelerator": "auto", "devices": 1}, seed_everything_default=42,
             args=args,
             run=run,
         )
@@ -96,12 +95,8 @@ class ParadisCLI(CheckpointArgumentsCLI):
         return {requested: every[requested]} if requested else every
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument(
-            "--run_dir",
-            type=Optional[str],
-            default=None,
-            help="Run folder for config.yaml, checkpoints and TensorBoard events (default: runs/<config name>).",
-        )
+        parser.add_argument("--run_dir", type=Optional[str], default=None,
+                            help="Run folder: config.yaml, checkpoints, TensorBoard events (default: runs/<config name>).")
         self.add_checkpoint_arguments(parser)
         self.link_model_and_data(parser)
 
