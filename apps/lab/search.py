@@ -145,11 +145,18 @@ def worker(lab_path: str, out_dir: str, url: str, budget: int, extra: list[str],
     config = SearchConfig(lab)
     ctx = multiprocessing.get_context("spawn") if isolated else warm_context(config_modules([lab]) + ["callbacks.optuna_pruning"])
     objective = make_objective(lab, config, Path(out_dir), url, extra, threads, isolated, ctx)
+    import fcntl
+
     from optuna.storages import fail_stale_trials
 
     study = load_study(url, config, None)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     while True:
-        fail_stale_trials(study)
+        # One local worker at a time: on SQLite, Optuna's SELECT ... FOR UPDATE locks nothing, so two workers
+        # could both fail the same stale trial and queue its retry twice (seen under load).
+        with open(Path(out_dir) / ".fail_stale.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            fail_stale_trials(study)
         # A seed per worker and per trial, so workers (and a resumed study) do not replay one random sequence.
         seed = None if lab.seed is None else lab.seed * 1000 + index * 100003 + len(study.get_trials(deepcopy=False))
         study.sampler = make_sampler(config, seed)
