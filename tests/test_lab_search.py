@@ -52,7 +52,7 @@ def test_search_resumes_after_a_kill_without_losing_or_repeating_trials(tmp_path
         workers += [int(pid) for pid in re.findall(r"search worker \d: pid (\d+)", line)]
     # Kill one worker while both run a trial and one trial has finished, then the whole command (a crash).
     deadline = time.monotonic() + 300
-    while not (db.exists() and sum(t.state == TrialState.RUNNING for t in trials(db)) == 2
+    while not (db.exists() and sum(t.state == TrialState.RUNNING and bool(t.params) for t in trials(db)) == 2
                and any(t.state == TrialState.COMPLETE or t.state == TrialState.PRUNED for t in trials(db))):
         assert time.monotonic() < deadline and first.poll() is None, "no two running trials"
         time.sleep(0.5)
@@ -78,7 +78,10 @@ def test_search_resumes_after_a_kill_without_losing_or_repeating_trials(tmp_path
     for t in lost:
         assert after[t.number].state == TrialState.FAIL
         retries = [r for r in after if RetryFailedTrialCallback.retried_trial_number(r) == t.number]
-        assert len(retries) == 1 and retries[0].params == t.params and retries[0] in done  # ...run again once
+        assert len(retries) == 1 and retries[0] in done  # ...run again once
+        # A worker may end its trial and ask the next one between our check and the kill: a trial lost before it
+        # drew its parameters has none to repeat, its retry draws them.
+        assert retries[0].params == t.params or not t.params
     for number, mtime in finished_mtimes.items():  # ...and nothing finished run twice
         assert (tmp_path / "lab_search_tiny" / f"trial_{number:04d}" / "result.json").stat().st_mtime_ns == mtime
 
