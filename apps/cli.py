@@ -84,7 +84,8 @@ class ParadisCLI(CheckpointArgumentsCLI):
         # config's classes lack (MNIST, DDPM).
         parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
         parser.link_arguments("model.init_args.max_length", "data.init_args.max_length")
-        parser.link_arguments("data", "model.init_args.class_names", compute_fn=data_class_names, apply_on="instantiate")
+        parser.link_arguments("data", "model.init_args.class_names", apply_on="instantiate",
+                              compute_fn=lambda data: getattr(data, "class_names", None))
 
     # -- run folder ---------------------------------------------------------------------------
     @property
@@ -156,17 +157,15 @@ class ParadisCLI(CheckpointArgumentsCLI):
         if self.subcommand == "fit":
             if ckpt_path is None:
                 if last.exists() or best.exists():
-                    raise FileExistsError(
-                        f"{self.run_dir} already holds a trained run ({checkpoints}); resume it with "
-                        f"`--ckpt_path last`, or start a new run elsewhere with `--run_dir NEW_FOLDER`."
-                    )
+                    raise FileExistsError(f"{self.run_dir} already holds a trained run ({checkpoints}); resume it "
+                                          "with `--ckpt_path last`, or start a new run elsewhere with "
+                                          "`--run_dir NEW_FOLDER`.")
                 return None
             if ckpt_path == "last":
                 if not last.exists():
-                    raise FileNotFoundError(
-                        f"There is no checkpoint to resume: {last} does not exist; train first with "
-                        f"`paradis fit {configs}` (without --ckpt_path), or pass --run_dir of an existing run."
-                    )
+                    raise FileNotFoundError(f"There is no checkpoint to resume: {last} does not exist; train first "
+                                            f"with `paradis fit {configs}` (without --ckpt_path), or pass --run_dir "
+                                            "of an existing run.")
                 ckpt_path = str(last)
             if Path(ckpt_path).is_file():
                 check_budget_left(self.peek(ckpt_path), ckpt_path, self.trainer)
@@ -174,10 +173,8 @@ class ParadisCLI(CheckpointArgumentsCLI):
             if ckpt_path in (None, "best"):
                 ckpt_path = str(best if best.exists() else last)
                 if not Path(ckpt_path).exists():
-                    raise FileNotFoundError(
-                        f"There is no trained checkpoint in {checkpoints}; train one with `paradis fit {configs}`, "
-                        f"or pass --ckpt_path FILE."
-                    )
+                    raise FileNotFoundError(f"There is no trained checkpoint in {checkpoints}; train one with "
+                                            f"`paradis fit {configs}`, or pass --ckpt_path FILE.")
             elif ckpt_path == "last":
                 ckpt_path = str(last)
         check_class(self.peek(ckpt_path), ckpt_path, [qualified_name(type(self.model))],
@@ -222,10 +219,6 @@ def config_files(args: list[str]) -> list[str]:
     """The files given with `--config FILE` / `--config=FILE`."""
     found = [value for flag, value in zip(args, args[1:]) if flag == "--config"]
     return found + [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
-
-
-def data_class_names(data: LightningDataModule) -> Optional[list[str]]:
-    return getattr(data, "class_names", None)
 
 
 def user_error_message(err: BaseException) -> str:

@@ -18,6 +18,7 @@ Checkpoints are written by `callbacks.atomic_io.AtomicCheckpointIO` (atomic, nev
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
@@ -61,19 +62,16 @@ class RunCheckpoint(Checkpoint):
         self._last_write = time.monotonic()
         self.stop_reason, self._training, self.started = None, True, True
         if threading.current_thread() is threading.main_thread():
-            self._previous_handlers = {s: signal.signal(s, self._make_handler(trainer, s))
-                                       for s in (signal.SIGINT, signal.SIGTERM)}
+            handler = functools.partial(self._on_signal, trainer)
+            self._previous_handlers = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def _make_handler(self, trainer: Trainer, signum: int):
-        def handler(received: int, frame: Any) -> None:
-            if self.stop_reason is None:  # stop after the current training batch (see on_train_batch_end)
-                self.stop_reason = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-            elif signum == signal.SIGINT:  # a second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            else:  # a second SIGTERM: Lightning's stop, at the next batch boundary, even inside validation
-                stop_like_sigterm(trainer)
-
-        return handler
+    def _on_signal(self, trainer: Trainer, signum: int, frame: Any) -> None:
+        if self.stop_reason is None:  # stop after the current training batch (see on_train_batch_end)
+            self.stop_reason = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        elif signum == signal.SIGINT:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        else:  # a second SIGTERM: Lightning's stop, at the next batch boundary, even inside validation
+            stop_like_sigterm(trainer)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if threading.current_thread() is threading.main_thread():
