@@ -32,10 +32,9 @@ def check_writable(folder: Path) -> None:
             if where.is_dir():
                 (where / probe_name).write_bytes(b"")
                 (where / probe_name).unlink()
+        return
     except OSError as err:
         problem = err.strerror or str(err)
-    else:
-        return
     raise PermissionError(  # outside the `except`: the user sees this sentence, not the OSError behind it
         f"The run folder {folder} cannot be written ({problem}); fix its permissions or free space, "
         "or pass --run_dir WRITABLE_FOLDER."

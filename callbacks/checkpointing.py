@@ -38,10 +38,9 @@ class RunCheckpoint(Checkpoint):
 
     def __init__(self, dirpath: str | Path, every_n_minutes: Optional[float] = None, every_n_steps: int = 0) -> None:
         if (every_n_minutes or 0) < 0 or every_n_steps < 0:
-            raise ValueError(
-                f"Checkpoint intervals must be positive (or 0 for never), got {every_n_minutes} minutes and "
-                f"{every_n_steps} steps; fix --checkpoint.every_n_minutes / --checkpoint.every_n_steps."
-            )
+            raise ValueError(f"Checkpoint intervals must be positive (or 0 for never), got {every_n_minutes} "
+                             f"minutes and {every_n_steps} steps; fix --checkpoint.every_n_minutes / "
+                             "--checkpoint.every_n_steps.")
         self.last_path = str(Path(dirpath) / "last.ckpt")
         self.every_n_minutes, self.every_n_steps = every_n_minutes or 0, every_n_steps
         self._last_step_in_last: Optional[int] = None  # global step that last.ckpt holds
@@ -94,7 +93,8 @@ class RunCheckpoint(Checkpoint):
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         self._unsafe = True
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         self._unsafe = False
         self._at_step_boundary = trainer.global_step != self._step_at_batch_start  # not mid gradient accumulation
         if not self._at_step_boundary:

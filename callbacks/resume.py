@@ -78,12 +78,11 @@ def check_same_schedule(saved: Optional[dict], now: Optional[dict], ckpt_path: O
     """Refuse to resume a run whose LR schedule was sized from its budget with another budget (README "Resume")."""
     if not saved or not now or saved["length"] == now["length"]:
         return
-    raise ValueError(
-        f"{ckpt_path} was trained with a learning-rate schedule sized for {saved['length']} {saved['unit']} "
-        f"({saved['option']}), and this budget sizes it for {now['length']}, which would change the learning rate "
-        f"of every remaining step; resume with the budget the run started with, or start a new run with "
-        f"--run_dir NEW_FOLDER (or train with a schedule that does not depend on the budget)."
-    )
+    raise ValueError(f"{ckpt_path} was trained with a learning-rate schedule sized for {saved['length']} "
+                     f"{saved['unit']} ({saved['option']}), and this budget sizes it for {now['length']}, which would "
+                     "change the learning rate of every remaining step; resume with the budget the run started with, "
+                     "or start a new run with --run_dir NEW_FOLDER (or train with a schedule that does not depend on "
+                     "the budget).")
 
 
 class ExactResume(Callback):
