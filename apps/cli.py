@@ -84,8 +84,7 @@ class ParadisCLI(CheckpointArgumentsCLI):
         # config's classes lack (MNIST, DDPM).
         parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
         parser.link_arguments("model.init_args.max_length", "data.init_args.max_length")
-        parser.link_arguments("data", "model.init_args.class_names", apply_on="instantiate",
-                              compute_fn=lambda data: getattr(data, "class_names", None))
+        parser.link_arguments("data", "model.init_args.class_names", compute_fn=data_class_names, apply_on="instantiate")
 
     # -- run folder ---------------------------------------------------------------------------
     @property
@@ -219,6 +218,10 @@ def config_files(args: list[str]) -> list[str]:
     """The files given with `--config FILE` / `--config=FILE`."""
     found = [value for flag, value in zip(args, args[1:]) if flag == "--config"]
     return found + [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+
+
+def data_class_names(data: LightningDataModule) -> Optional[list[str]]:  # (`--help` names the link by it)
+    return getattr(data, "class_names", None)
 
 
 def user_error_message(err: BaseException) -> str:

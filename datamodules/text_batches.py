@@ -103,9 +103,6 @@ class TrainOrder(DistributedLengthGroupedSampler):
             self.used += 1
             yield index
 
-    def __len__(self) -> int:
-        return self.num_samples
-
     def state_dict(self) -> dict:
         """`position`: the samples this rank has handed out in the current epoch."""
         return {"epoch": self.epoch, "position": getattr(self, "used", self.start // self.num_replicas)}
