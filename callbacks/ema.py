@@ -39,6 +39,8 @@ def swap_weights(average: AveragedModel, pl_module: LightningModule) -> None:
 
 
 class EMA(EMAWeightAveraging):
+    """`EMAWeightAveraging` that never swaps in, copies or saves an average not updated yet (see the module)."""
+
     _swapped_at_end = False  # True after on_train_end: the module holds the EMA, the average the raw weights
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
