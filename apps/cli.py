@@ -2,19 +2,11 @@
 
     paradis fit|validate|test|predict --config configs/<name>.yaml [--section.key value ...]
 
-The model and the data module are chosen by the config (subclass mode). What
-this subclass adds to the stock LightningCLI is the *run folder*:
-
-    runs/<config name>/          (or --run_dir DIR)
-        config.yaml              the full config of the last `fit`
-        events.out.tfevents.*    TensorBoard
-        checkpoints/last.ckpt    for `--ckpt_path last`
-        checkpoints/best.ckpt    best by the module's `monitor` metric
-
-and the rules that keep it safe: `fit` never overwrites a trained run,
-`--ckpt_path last` never silently starts from scratch, and `validate`/`test`/
-`predict` default to the run's best checkpoint. Bad input ends in one sentence
-and exit code 2 (set PARADIS_DEBUG=1 for the traceback).
+The model and the data module are chosen by the config (subclass mode). This subclass adds the *run folder*
+(`runs/<config name>/` or --run_dir: config.yaml of the last `fit`, TensorBoard events, checkpoints/last.ckpt
+and best.ckpt) and the rules that keep it safe: `fit` never overwrites a trained run, `--ckpt_path last` never
+silently starts from scratch, and `validate`/`test`/`predict` default to the run's best checkpoint. Bad input
+ends in one sentence and exit code 2 (set PARADIS_DEBUG=1 for the traceback).
 """
 
 from __future__ import annotations
@@ -46,17 +38,10 @@ from paradis.lightning_internals import CheckpointArgumentsCLI
 from paradis.yaml_files import read_yaml
 from paradis.runtime import prepare_process
 
-# Errors that come from what the user typed or pointed at, shown as one sentence.
-# (Lightning's MisconfigurationException is what it raises for a setting a user got wrong.)
+# Errors that come from what the user typed or pointed at (MisconfigurationException: a Lightning setting), shown
+# as one sentence.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError, CheckpointNotWritten,
                MisconfigurationException)
-
-
-def default_run_dir(config_files: list[Any] | None) -> Path:
-    """`runs/<stem of the last --config>`, or `runs/default` without a config."""
-    if config_files:
-        return Path("runs") / Path(str(config_files[-1])).stem
-    return Path("runs") / "default"
 
 
 class FitConfigSaver(SaveConfigCallback):
@@ -74,18 +59,11 @@ class ParadisCLI(CheckpointArgumentsCLI):
         for path in config_files(sys.argv[1:] if args is None else args):
             read_yaml(path)  # one sentence for a missing file, a syntax error or a key written twice
         super().__init__(
-            LightningModule,
-            LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            save_config_callback=FitConfigSaver,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            parser_class=ParadisParser,
+            LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            save_config_callback=FitConfigSaver, save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False, parser_class=ParadisParser, args=args, run=run,
             # what every config would otherwise repeat; Lightning's devices="auto" would be DDP on every GPU:
             trainer_defaults={"accelerator": "auto", "devices": 1}, seed_everything_default=42,
-            args=args,
-            run=run,
         )
 
     def subcommands(self) -> dict[str, set[str]]:
@@ -97,21 +75,13 @@ class ParadisCLI(CheckpointArgumentsCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_dir", type=Optional[str], default=None,
                             help="Run folder: config.yaml, checkpoints, TensorBoard events (default: runs/<config name>).")
-        self.add_checkpoint_arguments(parser)
-        self.link_model_and_data(parser)
-
-    @staticmethod
-    def add_checkpoint_arguments(parser) -> None:
         parser.add_argument("--checkpoint.every_n_minutes", type=Optional[float], default=10.0,
                             help="Refresh last.ckpt during an epoch after this many minutes of training (0: never).")
         parser.add_argument("--checkpoint.every_n_steps", type=int, default=0,
                             help="Refresh last.ckpt during an epoch every this many optimizer steps (0: never).")
-
-    @staticmethod
-    def link_model_and_data(parser) -> None:
-        """The text task's wiring, explicit: the data module tokenises with the model's tokenizer and max length,
-        and the model's head is sized from the data's class names. A link whose source the config's classes
-        lack (MNIST, DDPM) is skipped by jsonargparse; so is one into a model without `class_names`."""
+        # The text task's wiring: the data module tokenises with the model's tokenizer and max length, and the
+        # model's head is sized from the data's class names. jsonargparse skips a link whose source or target the
+        # config's classes lack (MNIST, DDPM).
         parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
         parser.link_arguments("model.init_args.max_length", "data.init_args.max_length")
         parser.link_arguments("data", "model.init_args.class_names", compute_fn=data_class_names, apply_on="instantiate")
@@ -119,8 +89,11 @@ class ParadisCLI(CheckpointArgumentsCLI):
     # -- run folder ---------------------------------------------------------------------------
     @property
     def run_dir(self) -> Path:
+        """--run_dir, else `runs/<stem of the last --config>`, or `runs/default` without a config."""
         config = self.config[self.subcommand]
-        return Path(config.run_dir) if config.run_dir else default_run_dir(config.get("config"))
+        if config.run_dir:
+            return Path(config.run_dir)
+        return Path("runs", Path(str(config["config"][-1])).stem if config.get("config") else "default")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         run_dir = self.run_dir
@@ -140,20 +113,15 @@ class ParadisCLI(CheckpointArgumentsCLI):
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = plugins + [AtomicCheckpointIO()]
         if trainer_config.get("logger") in (None, True):
-            kwargs["logger"] = TensorBoardLogger(
-                save_dir=str(run_dir),
-                name="",
-                version="",
-                default_hp_metric=False,
-                log_graph=getattr(self.model, "example_input_array", None) is not None,
-            )
+            kwargs["logger"] = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False,
+                                                 log_graph=getattr(self.model, "example_input_array", None) is not None)
         if trainer_config.get("default_root_dir") in (None, os.getcwd()):
             kwargs["default_root_dir"] = str(run_dir)
         return super().instantiate_trainer(**kwargs)
 
     # -- checkpoint rules ---------------------------------------------------------------------
-    # Targets of links computed from the data module when the model is built (`link_model_and_data`): a
-    # checkpoint's saved value is stale or, for a model without that argument, not an argument at all.
+    # Targets of links computed from the data module when the model is built: a checkpoint's saved value is stale
+    # or, for a model without that argument, not an argument at all.
     LINKED_FROM_DATA = ("class_names",)
 
     def peek(self, ckpt_path: str) -> dict:
@@ -188,17 +156,15 @@ class ParadisCLI(CheckpointArgumentsCLI):
         if self.subcommand == "fit":
             if ckpt_path is None:
                 if last.exists() or best.exists():
-                    raise FileExistsError(
-                        f"{self.run_dir} already holds a trained run ({checkpoints}); resume it with "
-                        f"`--ckpt_path last`, or start a new run elsewhere with `--run_dir NEW_FOLDER`."
-                    )
+                    raise FileExistsError(f"{self.run_dir} already holds a trained run ({checkpoints}); resume it "
+                                          "with `--ckpt_path last`, or start a new run elsewhere with "
+                                          "`--run_dir NEW_FOLDER`.")
                 return None
             if ckpt_path == "last":
                 if not last.exists():
-                    raise FileNotFoundError(
-                        f"There is no checkpoint to resume: {last} does not exist; train first with "
-                        f"`paradis fit {configs}` (without --ckpt_path), or pass --run_dir of an existing run."
-                    )
+                    raise FileNotFoundError(f"There is no checkpoint to resume: {last} does not exist; train first "
+                                            f"with `paradis fit {configs}` (without --ckpt_path), or pass --run_dir "
+                                            "of an existing run.")
                 ckpt_path = str(last)
             if Path(ckpt_path).is_file():
                 check_budget_left(self.peek(ckpt_path), ckpt_path, self.trainer)
@@ -206,10 +172,8 @@ class ParadisCLI(CheckpointArgumentsCLI):
             if ckpt_path in (None, "best"):
                 ckpt_path = str(best if best.exists() else last)
                 if not Path(ckpt_path).exists():
-                    raise FileNotFoundError(
-                        f"There is no trained checkpoint in {checkpoints}; train one with `paradis fit {configs}`, "
-                        f"or pass --ckpt_path FILE."
-                    )
+                    raise FileNotFoundError(f"There is no trained checkpoint in {checkpoints}; train one with "
+                                            f"`paradis fit {configs}`, or pass --ckpt_path FILE.")
             elif ckpt_path == "last":
                 ckpt_path = str(last)
         check_class(self.peek(ckpt_path), ckpt_path, [qualified_name(type(self.model))],
@@ -231,12 +195,8 @@ class ParadisCLI(CheckpointArgumentsCLI):
                 guard.undo()  # e.g. the data module's setup found no data: leave the run folder as it was
             raise
         if subcommand == "fit" and self.trainer.is_global_zero:
-            print(
-                f"\nRun folder: {self.run_dir}\n"
-                f"  checkpoints: {self.run_dir / CHECKPOINT_DIR}\n"
-                f"  TensorBoard: tensorboard --logdir {self.run_dir.parent}",
-                file=sys.stderr,
-            )
+            print(f"\nRun folder: {self.run_dir}\n  checkpoints: {self.run_dir / CHECKPOINT_DIR}\n"
+                  f"  TensorBoard: tensorboard --logdir {self.run_dir.parent}", file=sys.stderr)
 
     # LightningCLI runs `self.<subcommand>(**its arguments)` when the CLI has such a method, else the Trainer's.
     fit, validate, test, predict = map(functools.partial(functools.partialmethod, run_safely),
@@ -260,7 +220,7 @@ def config_files(args: list[str]) -> list[str]:
     return found + [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
 
 
-def data_class_names(data: LightningDataModule) -> Optional[list[str]]:
+def data_class_names(data: LightningDataModule) -> Optional[list[str]]:  # (`--help` names the link by it)
     return getattr(data, "class_names", None)
 
 
@@ -280,17 +240,13 @@ def main(args: Optional[list[str]] = None) -> None:
     prepare_process(console=args is None)  # quiet libraries, no NVML probe without a GPU, gc.freeze()
     try:
         ParadisCLI(args=args)
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, Diverged) as err:  # Diverged: the weights stay finite; last.ckpt holds them
         if os.environ.get("PARADIS_DEBUG"):
             raise
-        print(f"paradis: error: {user_error_message(err)}", file=sys.stderr)
-        sys.exit(2)
-    except Diverged as err:  # the weights stay finite; last.ckpt holds them
-        if os.environ.get("PARADIS_DEBUG"):
-            raise
-        if rank_zero_only.rank == 0:
-            print(f"paradis: error: {err}", file=sys.stderr)
-        sys.exit(1)
+        diverged = isinstance(err, Diverged)
+        if not diverged or rank_zero_only.rank == 0:
+            print(f"paradis: error: {err if diverged else user_error_message(err)}", file=sys.stderr)
+        sys.exit(1 if diverged else 2)
 
 
 if __name__ == "__main__":

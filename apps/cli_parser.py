@@ -14,10 +14,8 @@ from typing import Iterable, Optional
 
 from lightning.pytorch.cli import LightningArgumentParser
 
-# jsonargparse's error for a value outside a module's `typing.Literal` choices, turned into the one sentence
-# the modules' own checks give ("Unknown activation 'swishy'; choose one of: relu, tanh, ...").
-# A nested parser's error reaches the outer one wrapped in a "Does not validate against any of the Union
-# subtypes" report; the sentence is found in it again there.
+# A value outside a module's `typing.Literal` choices: the sentence the modules' own checks give ("Unknown
+# activation 'swishy'; choose one of: relu, tanh, ..."), found again in a nested parser's wrapped error.
 LITERAL_ERROR = re.compile(r'Parser key "(\w+)":\s*Expected a typing\.Literal(\[.*?\])\. Got value: (\S+)')
 CHOICE_SENTENCE = re.compile(r"Unknown \w+ '[^']*'; choose one of: [^\n]*\.")
 # An option a model / data class does not take ("--model.lrr"), one the parser does not know ("--trainer.max_epoch"),
@@ -33,14 +31,11 @@ class ParadisParser(LightningArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Optional[Exception] = None):
-        match = LITERAL_ERROR.search(message)
-        if match:
+        if match := LITERAL_ERROR.search(message):
             key, choices, value = match.group(1), ast.literal_eval(match.group(2)), match.group(3)
             message = f"Unknown {key} '{value}'; choose one of: {', '.join(map(str, choices))}."
-        sentence = CHOICE_SENTENCE.search(message)
-        if sentence:
-            raise ValueError(sentence.group(0))
-        sentence = self.one_sentence(message)
+        choice = CHOICE_SENTENCE.search(message)
+        sentence = choice.group(0) if choice else self.one_sentence(message)
         if sentence:
             raise ValueError(sentence)
         super().error(message, ex)
@@ -48,16 +43,13 @@ class ParadisParser(LightningArgumentParser):
     def one_sentence(self, message: str) -> Optional[str]:
         """The sentence for an unknown option or a value of the wrong type (None: leave jsonargparse's message)."""
         help_hint = "`--help` lists the options"
-        match = NOT_ACCEPTED.search(message)
-        if match:
+        if match := NOT_ACCEPTED.search(message):
             section, class_path, name = match.groups()
             options = [f"--{section}.{p}" for p in init_parameters(class_path)]
             return unknown_option(f"--{section}.{name}", options, f"{class_path.rsplit('.', 1)[-1]} takes no such option; {help_hint}")
-        match = UNRECOGNIZED.search(message)
-        if match:
+        if match := UNRECOGNIZED.search(message):
             return unknown_option(match.group(1).split("=", 1)[0], re.findall(r"--[\w.]+", self.format_usage()), help_hint)
-        match = WRONG_TYPE.search(message)
-        if match:
+        if match := WRONG_TYPE.search(message):
             key, expected, value = match.groups()
             return f"--{key} expects {'an' if expected[0] in 'aeiou' else 'a'} {expected}, got '{value.strip()}'; fix the value."
         return None

@@ -5,6 +5,7 @@ stopped by SIGTERM / Ctrl-C says where its last state is."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -31,10 +32,9 @@ def check_writable(folder: Path) -> None:
             if where.is_dir():
                 (where / probe_name).write_bytes(b"")
                 (where / probe_name).unlink()
+        return
     except OSError as err:
         problem = err.strerror or str(err)
-    else:
-        return
     raise PermissionError(  # outside the `except`: the user sees this sentence, not the OSError behind it
         f"The run folder {folder} cannot be written ({problem}); fix its permissions or free space, "
         "or pass --run_dir WRITABLE_FOLDER."
@@ -56,17 +56,13 @@ class RunFolderGuard:
     def undo(self) -> None:
         added = sorted(set(self.folder.rglob("*")) - self.before, key=lambda p: len(p.parts), reverse=True)
         for path in added:  # deepest first: files, then the folders they were in
-            try:
+            with contextlib.suppress(OSError):
                 path.rmdir() if path.is_dir() else path.unlink()
-            except OSError:
-                pass
         if self.config is not None:
             self.config[0].write_bytes(self.config[1])
         if not self.existed:
-            try:
+            with contextlib.suppress(OSError):
                 self.folder.rmdir()
-            except OSError:
-                pass
 
 
 def reliability_callbacks(callbacks: list, run_dir: Path, model: Any, intervals: dict) -> list:
@@ -75,13 +71,10 @@ def reliability_callbacks(callbacks: list, run_dir: Path, model: Any, intervals:
     added: list = [kind() for kind in (ExactResume, DivergenceGuard) if not any(isinstance(c, kind) for c in callbacks)]
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
         folder = run_dir / CHECKPOINT_DIR
-        added.append(ModelCheckpoint(
-            dirpath=folder, filename="best", monitor=getattr(model, "monitor", None),
-            mode=getattr(model, "monitor_mode", "min"), save_top_k=1, auto_insert_metric_name=False,
-            enable_version_counter=False,
-        ))
-        added.append(RunCheckpoint(folder, every_n_minutes=intervals.get("every_n_minutes"),
-                                   every_n_steps=intervals.get("every_n_steps") or 0))
+        best = ModelCheckpoint(dirpath=folder, filename="best", monitor=getattr(model, "monitor", None),
+                               mode=getattr(model, "monitor_mode", "min"), save_top_k=1, auto_insert_metric_name=False,
+                               enable_version_counter=False)
+        added += [best, RunCheckpoint(folder, intervals.get("every_n_minutes"), intervals.get("every_n_steps") or 0)]
     return added
 
 

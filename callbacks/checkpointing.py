@@ -1,29 +1,24 @@
 """`last.ckpt` that is the run's last state, whatever stopped it (`best.ckpt` is Lightning's own `ModelCheckpoint`).
 
-What Lightning 2.6 does by itself (lightning/pytorch/callbacks/model_checkpoint.py, trainer/call.py):
-  * `ModelCheckpoint(save_last=True)` copies to `last.ckpt` only when it has just saved a top-k checkpoint, after a
-    validation or a training epoch; its `on_train_end` writes one only if *nothing* was saved during the run. A run
-    that stops on `max_steps`, `max_time` or between two validations leaves an older `last.ckpt`.
-  * On SIGTERM its signal handler sets `trainer.received_sigterm`; the loops raise `SIGTERMException` (a
-    `SystemExit`) at the next batch boundary; every callback's `on_exception` runs, and nothing is saved unless
-    `save_on_exception=True` (which also saves in the middle of an optimizer step or of a validation).
-  * Ctrl-C raises `KeyboardInterrupt` wherever Python happens to be (possibly in the middle of an optimizer step).
-What `RunCheckpoint` (a `Checkpoint`, so Lightning runs it after the other callbacks) does:
-  * writes `last.ckpt` after every training epoch and every mid-epoch validation, every `every_n_steps` optimizer
-    steps and every `every_n_minutes` of training (mid-epoch: `callbacks.resume.ExactResume` restores the data
-    loaders and RNGs), when training ends, and on SIGTERM, Ctrl-C or another exception, unless it already holds
-    this step; an exception in the middle of an optimizer step or of a validation (EMA weights swapped in) saves
-    nothing, as that state is not one a run can continue from;
-  * holds SIGTERM and the first Ctrl-C until the current training batch ends (every rank agreeing on the batch),
-    writes `last.ckpt` there (or after the validation or epoch end that follows that batch), then lets Lightning's
-    own SIGTERM stop end the run; a second Ctrl-C stops at once;
-  * a stop in the middle of an epoch (max_steps, max_time, early stopping) keeps the mid-epoch state, before the
-    loops mark the epoch complete and a resume would skip the rest of it.
+Lightning 2.6 alone leaves an older `last.ckpt` after a stop on `max_steps`, `max_time` or between two
+validations (`save_last` copies only after a top-k save), saves nothing on SIGTERM (it raises `SIGTERMException`
+at the next batch boundary) unless `save_on_exception`, which may save mid-step, and Ctrl-C raises anywhere.
+`RunCheckpoint` (a `Checkpoint`, so it runs after the other callbacks):
+  * writes `last.ckpt` after every training epoch and mid-epoch validation, every `every_n_steps` optimizer steps
+    and `every_n_minutes` of training (`callbacks.resume.ExactResume` makes mid-epoch states resumable), when
+    training ends, and on an exception, unless it holds this step already; never inside an optimizer step or a
+    validation (EMA weights swapped in): no run can continue from there;
+  * holds SIGTERM and the first Ctrl-C until the current batch ends (every rank agreeing), saves there (or after
+    the validation or epoch end that follows), then lets Lightning's own SIGTERM stop end the run; a second
+    Ctrl-C stops at once;
+  * keeps the mid-epoch state of a stop in the middle of an epoch (max_steps, max_time, early stopping): once
+    the loops mark the epoch complete, a resume would skip the rest of it.
 Checkpoints are written by `callbacks.atomic_io.AtomicCheckpointIO` (atomic, never with non-finite weights).
 """
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
@@ -39,27 +34,20 @@ from paradis.lightning_internals import stop_like_sigterm, validation_follows
 
 
 class RunCheckpoint(Checkpoint):
-    """Keeps `<dirpath>/last.ckpt` the run's latest state (see the module docstring).
-
-    Args:
-        dirpath: the run's checkpoint folder.
-        every_n_minutes: also refresh `last.ckpt` after this many minutes of training (None or 0: never).
-        every_n_steps: also refresh `last.ckpt` every this many optimizer steps (0: never).
-    """
+    """Keeps `<dirpath>/last.ckpt` the run's latest state; also every `every_n_minutes` / `every_n_steps` (0: never)."""
 
     def __init__(self, dirpath: str | Path, every_n_minutes: Optional[float] = None, every_n_steps: int = 0) -> None:
         if (every_n_minutes or 0) < 0 or every_n_steps < 0:
-            raise ValueError(
-                f"Checkpoint intervals must be positive (or 0 for never), got {every_n_minutes} minutes and "
-                f"{every_n_steps} steps; fix --checkpoint.every_n_minutes / --checkpoint.every_n_steps."
-            )
+            raise ValueError(f"Checkpoint intervals must be positive (or 0 for never), got {every_n_minutes} "
+                             f"minutes and {every_n_steps} steps; fix --checkpoint.every_n_minutes / "
+                             "--checkpoint.every_n_steps.")
         self.last_path = str(Path(dirpath) / "last.ckpt")
         self.every_n_minutes, self.every_n_steps = every_n_minutes or 0, every_n_steps
         self._last_step_in_last: Optional[int] = None  # global step that last.ckpt holds
         self._last_write = time.monotonic()
         self._step_at_batch_start = -1
         self._unsafe = False  # between an optimizer step and the end of its batch
-        self._stop_signal: Optional[str] = None
+        self.stop_reason: Optional[str] = None  # "Ctrl-C" or "SIGTERM" once the run was asked to stop by one
         self._stop_after: Optional[str] = None  # "batch", "validation" or "epoch": where a requested stop happens
         self._previous_handlers: dict = {}
         self._training = False  # between on_train_start and on_train_end
@@ -71,21 +59,18 @@ class RunCheckpoint(Checkpoint):
     # -- SIGTERM and Ctrl-C: save at the next batch end, then Lightning's own stop --------------------------
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_write = time.monotonic()
-        self._stop_signal, self._training, self.started = None, True, True
+        self.stop_reason, self._training, self.started = None, True, True
         if threading.current_thread() is threading.main_thread():
-            self._previous_handlers = {s: signal.signal(s, self._make_handler(trainer, s))
-                                       for s in (signal.SIGINT, signal.SIGTERM)}
+            handler = functools.partial(self._on_signal, trainer)
+            self._previous_handlers = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def _make_handler(self, trainer: Trainer, signum: int):
-        def handler(received: int, frame: Any) -> None:
-            if self._stop_signal is None:  # stop after the current training batch (see on_train_batch_end)
-                self._stop_signal = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-            elif signum == signal.SIGINT:  # a second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            else:  # a second SIGTERM: Lightning's stop, at the next batch boundary, even inside validation
-                stop_like_sigterm(trainer)
-
-        return handler
+    def _on_signal(self, trainer: Trainer, signum: int, frame: Any) -> None:
+        if self.stop_reason is None:  # stop after the current training batch (see on_train_batch_end)
+            self.stop_reason = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        elif signum == signal.SIGINT:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        else:  # a second SIGTERM: Lightning's stop, at the next batch boundary, even inside validation
+            stop_like_sigterm(trainer)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -93,17 +78,12 @@ class RunCheckpoint(Checkpoint):
                 signal.signal(signum, previous)
         self._previous_handlers = {}
 
-    @property
-    def stop_reason(self) -> Optional[str]:
-        """'Ctrl-C' or 'SIGTERM' once the run was asked to stop by one, else None."""
-        return self._stop_signal
-
     def _stop_requested(self, trainer: Trainer) -> bool:
         """Any rank received SIGTERM / Ctrl-C (under DDP one all-reduce per batch, so all stop at the same batch)."""
-        stop = self._stop_signal is not None
+        stop = self.stop_reason is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-            self._stop_signal = self._stop_signal or ("SIGTERM" if stop else None)
+            self.stop_reason = self.stop_reason or ("SIGTERM" if stop else None)
         return stop
 
     # -- the points where last.ckpt is written ----------------------------------------------------------------
@@ -113,13 +93,12 @@ class RunCheckpoint(Checkpoint):
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         self._unsafe = True
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         self._unsafe = False
-        stepped = trainer.global_step != self._step_at_batch_start  # not in the middle of gradient accumulation
-        self._at_step_boundary = stepped
-        if not stepped:
-            self._hold_stop(trainer)
-            return
+        self._at_step_boundary = trainer.global_step != self._step_at_batch_start  # not mid gradient accumulation
+        if not self._at_step_boundary:
+            return self._hold_stop(trainer)
         if self._held_stop:  # the accumulated step is taken: the stop asked for during the accumulation happens now
             trainer.should_stop, self._held_stop = True, False
         if self._stop_requested(trainer):  # save this state, then let Lightning stop every rank
@@ -137,24 +116,20 @@ class RunCheckpoint(Checkpoint):
         late = self.every_n_minutes and time.monotonic() - self._last_write >= 60 * self.every_n_minutes
         if self.every_n_minutes:
             late = bool(trainer.strategy.broadcast(late))  # rank 0's clock decides for every rank
-        due = late or (bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0)
-        # Training stops after this batch (max_steps, or should_stop from max_time, early stopping, ...): in the
-        # middle of an epoch, save now, while the loops still say "mid-epoch", and keep that file: Lightning
-        # then runs a validation and the epoch-end hooks, after which the loops say the epoch is complete and a
-        # resume would skip the rest of it. (At an epoch's last batch the epoch-end save is the right one.)
+        # Training stops after this batch (max_steps, or should_stop from max_time, early stopping...) mid-epoch:
+        # save now, while the loops still say "mid-epoch", and keep that file from the epoch-end save.
         max_steps_reached = trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
         if (max_steps_reached or self._stopping_mid_epoch(trainer)) and not self._epoch_done(trainer):
             self.write_last(trainer)
             self._kept_step = trainer.global_step
-        elif due:
+        elif late or (self.every_n_steps and trainer.global_step % self.every_n_steps == 0):
             self.write_last(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not self._training or trainer.fast_dev_run:
             return
         if not self._at_step_boundary:  # a validation in the middle of gradient accumulation: not resumable
-            self._hold_stop(trainer)
-            return
+            return self._hold_stop(trainer)
         stop_here = self._stop_after == "validation"
         mid_epoch = not self._epoch_done(trainer)  # (after the epoch's last batch, on_train_epoch_end saves)
         if stop_here or (mid_epoch and self._kept_step != trainer.global_step):
@@ -174,8 +149,7 @@ class RunCheckpoint(Checkpoint):
             stop_like_sigterm(trainer)
 
     def _hold_stop(self, trainer: Trainer) -> None:
-        """A stop asked for in the middle of gradient accumulation (max_time, early stopping) is held until the
-        accumulated optimizer step: the state between two steps is one a run can be resumed from exactly."""
+        """Hold a stop asked for mid gradient accumulation (max_time, early stopping) until the accumulated step."""
         if self._stopping_mid_epoch(trainer):
             self._held_stop, trainer.should_stop = True, False
 
@@ -213,7 +187,5 @@ class RunCheckpoint(Checkpoint):
             rank_zero_warn(str(err))
 
     def write_last(self, trainer: Trainer) -> None:
-        """Write `last.ckpt` now."""
         trainer.save_checkpoint(self.last_path)
-        self._last_step_in_last = trainer.global_step
-        self._last_write = time.monotonic()
+        self._last_step_in_last, self._last_write = trainer.global_step, time.monotonic()

@@ -1,24 +1,12 @@
-"""EMA of the weights for any task: `EMA` is Lightning's `EMAWeightAveraging` with three guards. What the stock callback does
-(lightning/pytorch/callbacks/weight_averaging.py, Lightning 2.6):
-  * `setup("fit")` deep-copies the module into a `torch.optim.swa_utils.AveragedModel`; after each
-    optimizer step `update_parameters` folds the weights in (the first update copies them).
-  * validation: the averaged weights are swapped into the module at `on_validation_epoch_start` and
-    swapped back at `on_validation_epoch_end`; `on_train_end` copies them into the module for good.
-  * checkpoints: `on_save_checkpoint` moves the raw weights to `checkpoint["current_model_state"]`, writes
-    the averaged ones as `checkpoint["state_dict"]` and the averaging counter (`n_averaged`) as
-    `checkpoint["averaging_state"]`. `fit --ckpt_path last` restores both (the module from
-    `current_model_state`, the average from `state_dict` + `averaging_state`), so training resumes from
-    the raw weights with the EMA intact; everything else that loads `state_dict` (predict, the app,
-    export) gets the EMA weights.
-Changes made here:
-  * before the first update (e.g. with `update_starting_at_step`) the average still holds the initial
-    weights, so nothing is swapped in, copied at the end, or saved as `state_dict` (Lightning issue #21724);
-  * at the end of training the weights are *swapped* rather than copied: the module holds the EMA (for the
-    final grid, the pipeline export, a `predict` right after `fit`) and the raw weights stay in the
-    average's slot. `ModelCheckpoint.on_train_end` writes `last.ckpt` after this hook when no checkpoint
-    was saved since the last validation (e.g. `save_top_k=0`, or `max_steps` mid-epoch); with the stock
-    copy that file's `current_model_state` would be the EMA and a resume would lose the raw weights
-    (seen in tests/test_ddpm.py). Here such a save still writes raw weights to `current_model_state`;
+"""EMA of the weights for any task: Lightning 2.6's `EMAWeightAveraging` with three changes.
+
+The stock callback swaps the average in around validation, copies it into the module at `on_train_end`, and
+saves it as `state_dict` (the raw weights as `current_model_state`, restored by `fit --ckpt_path last`), so
+predict, the app and export get the EMA. Changes made here:
+  * an average not updated yet (e.g. `update_starting_at_step`) is never swapped in, copied or saved (#21724);
+  * at the end of training the weights are *swapped*, not copied: `ModelCheckpoint.on_train_end` may write
+    `last.ckpt` after this hook, and with the copy its `current_model_state` would be the EMA, losing the raw
+    weights for a resume (seen in tests/test_ddpm.py);
   * loading a checkpoint outside `fit` (predict/validate) is silent: `state_dict` already is the EMA.
 """
 
@@ -51,8 +39,7 @@ def swap_weights(average: AveragedModel, pl_module: LightningModule) -> None:
 
 
 class EMA(EMAWeightAveraging):
-    """`EMAWeightAveraging(decay, update_every_n_steps, update_starting_at_step, ...)` that never swaps in,
-    copies or saves an average that has not been updated yet (see the module docstring)."""
+    """`EMAWeightAveraging` that never swaps in, copies or saves an average not updated yet (see the module)."""
 
     _swapped_at_end = False  # True after on_train_end: the module holds the EMA, the average the raw weights
 

@@ -1,13 +1,10 @@
 """A tqdm progress bar that redraws by time, not on every batch.
 
-Lightning's `TQDMProgressBar` redraws every `refresh_rate` batches, and redraws twice (count, then the
-metrics) by calling `tqdm.refresh()` itself, which bypasses tqdm's own `mininterval`. At refresh rate 1
-that is two terminal writes per batch: for the 784-128-10 MLP at batch 64 the bar alone cost more than the
-training step (BENCHMARKS.md), and a log file piped from `paradis fit` got two lines per batch. A fixed
-larger refresh rate would freeze the bar of a slow task (a DDPM step can take seconds). `TimedProgressBar`
-keeps `refresh_rate` and also waits `min_interval` seconds between redraws. A loop's last batch is always
-drawn: at the end of a full loop, and also when it stops early (`max_steps`, early stopping, an iterable
-without a length), when its epoch or stage ends.
+Lightning's `TQDMProgressBar` calls `tqdm.refresh()` itself every `refresh_rate` batches (twice: count, then
+metrics), bypassing tqdm's `mininterval`: for the 784-128-10 MLP the bar cost more than the training step
+(BENCHMARKS.md), and a piped log got two lines per batch, while a larger fixed refresh rate would freeze the
+bar of a slow DDPM step. `TimedProgressBar` also waits `min_interval` seconds between redraws; a loop's last
+batch is always drawn, also when it stops early (`max_steps`, early stopping, an iterable without a length).
 """
 
 from __future__ import annotations

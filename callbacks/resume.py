@@ -1,16 +1,11 @@
-"""Exact resume: what a Lightning checkpoint lacks for a resumed run to equal an uninterrupted one.
+"""Exact resume: what a Lightning 2.6 checkpoint lacks for a resumed run to equal an uninterrupted one.
 
-A Lightning 2.6 checkpoint holds the weights, optimizer and scheduler states, loop progress and the state of
-stateful training loaders, but:
-  * no RNG state (torch, CUDA, numpy, python): DDPM noise and timesteps, dropout and augmentation would differ;
-  * the loader state is dropped when `configure_optimizers` reads `trainer.estimated_stepping_batches`
-    (the train loader is then built before the checkpoint is restored, Lightning issue #20550).
-`ExactResume` stores, in every checkpoint written during `fit`, the RNG states of every rank and the training
-loaders' states, and gives both back at `on_train_start` (after the sanity check, before the first batch is
-drawn: loaders that read their state when iteration starts, like `datamodules.tensor_batches.TensorBatches`,
-then go on from there). A loader (or a `DataLoader`'s `batch_sampler` / `sampler`) takes part when it has
-`state_dict()` / `load_state_dict()`. Lightning draws a sized loader's batches one at a time (no look-ahead),
-so at a batch boundary a loader's own count is the count the loops trained on.
+A checkpoint holds no RNG state (DDPM noise, dropout and augmentation would differ), and drops the training
+loaders' state when `configure_optimizers` reads `trainer.estimated_stepping_batches` (Lightning issue #20550).
+`ExactResume` stores both, for every rank, in every checkpoint written during `fit`, and gives them back at
+`on_train_start` (after the sanity check, before the first batch is drawn). A loader (or its `batch_sampler` /
+`sampler`) takes part when it has `state_dict()` / `load_state_dict()`; Lightning draws a sized loader's batches
+one at a time, so at a batch boundary a loader's own count is the count the loops trained on.
 """
 
 from __future__ import annotations
@@ -47,9 +42,8 @@ def train_loaders(trainer: Trainer) -> list[Any]:
 
 
 def loader_generators(trainer: Trainer) -> list[torch.Generator]:
-    """The generators the training DataLoaders draw their iterator's base seed from. A DataLoader without one
-    draws it from the global RNG each time its iterator is created, which a run resumed mid-epoch does once
-    more than an uninterrupted run: such loaders get their own generator (seeded from the run's seed)."""
+    """The generators the training DataLoaders draw their iterator's base seed from. Without one a DataLoader
+    draws it from the global RNG, once more in a run resumed mid-epoch: such loaders get their own generator."""
     generators = []
     for loader in flat(trainer.train_dataloader):
         if isinstance(loader, DataLoader):
@@ -60,8 +54,7 @@ def loader_generators(trainer: Trainer) -> list[torch.Generator]:
 
 
 def rng_states() -> dict[str, Any]:
-    """The torch, CUDA, numpy and Python RNG states (the keys Lightning's own RNG helpers use), numpy's array as a
-    tensor so `torch.load(weights_only=True)` reads them."""
+    """The torch, CUDA, numpy and Python RNG states, numpy's array as a tensor for `torch.load(weights_only=True)`."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     states = {"torch": torch.get_rng_state(), "python": random.getstate(),
               "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))}
@@ -82,17 +75,14 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def check_same_schedule(saved: Optional[dict], now: Optional[dict], ckpt_path: Optional[str]) -> None:
-    """A run whose LR schedule was sized from its budget (cosine over max_epochs, one-cycle or linear decay over
-    its steps) cannot go on exactly with another budget: the schedule would be resized mid-run. Refused, in one
-    sentence (README "Resume")."""
+    """Refuse to resume a run whose LR schedule was sized from its budget with another budget (README "Resume")."""
     if not saved or not now or saved["length"] == now["length"]:
         return
-    raise ValueError(
-        f"{ckpt_path} was trained with a learning-rate schedule sized for {saved['length']} {saved['unit']} "
-        f"({saved['option']}), and this budget sizes it for {now['length']}, which would change the learning rate "
-        f"of every remaining step; resume with the budget the run started with, or start a new run with "
-        f"--run_dir NEW_FOLDER (or train with a schedule that does not depend on the budget)."
-    )
+    raise ValueError(f"{ckpt_path} was trained with a learning-rate schedule sized for {saved['length']} "
+                     f"{saved['unit']} ({saved['option']}), and this budget sizes it for {now['length']}, which would "
+                     "change the learning rate of every remaining step; resume with the budget the run started with, "
+                     "or start a new run with --run_dir NEW_FOLDER (or train with a schedule that does not depend on "
+                     "the budget).")
 
 
 class ExactResume(Callback):
@@ -102,12 +92,10 @@ class ExactResume(Callback):
         self._pending: Optional[dict[str, Any]] = None
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
-        rng = rng_states()
+        ranks = [rng_states()]
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            ranks: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(ranks, rng)
-        else:
-            ranks = [rng]
+            ranks = [None] * trainer.world_size
+            torch.distributed.all_gather_object(ranks, rng_states())
         checkpoint[KEY] = {"rng": ranks, "loaders": [part.state_dict() for part in train_loaders(trainer)],
                            "loader_generators": [g.get_state() for g in loader_generators(trainer)],
                            "schedule": getattr(pl_module, "schedule_budget", None)}

@@ -1,4 +1,10 @@
-"""Epoch wall time, throughput and peak memory, logged for every task."""
+"""Epoch wall time, throughput and peak memory, logged for every task.
+
+Peak memory on CUDA is `torch.cuda.max_memory_allocated` over the epoch. On CPU the first training step of each
+epoch runs under `LiveTensorBytes`, which counts the tensors the step starts with (parameters, gradients,
+optimizer state, batch) and every tensor it allocates, and keeps the peak of what is alive: unlike the process
+RSS (dominated by the libraries) the figure differs between variants. `perf/memory_kind` says which was logged.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +18,12 @@ from torch.multiprocessing.reductions import StorageWeakRef
 
 from paradis.lightning_internals import TorchDispatchMode
 
-# `perf/memory_kind`: what `perf/peak_memory_mb` measured (a number, so that every logger can store it):
-# 1: on CPU the tensors live at the peak of one training step, 2: on CUDA `torch.cuda.max_memory_allocated`.
+# `perf/memory_kind` (a number, so that every logger can store it)
 CPU_STEP_TENSORS, CUDA_MAX_ALLOCATED = 1, 2
 
 
 def tensors_in(value: Any) -> Iterator[torch.Tensor]:
-    """The tensors in a tensor, or in a (nested) list, tuple or mapping of them: a batch, an optimizer state, an
-    operator's outputs."""
+    """The tensors in a (nested) list, tuple or mapping: a batch, an optimizer state, an operator's outputs."""
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, (Mapping, list, tuple)):
@@ -31,22 +35,13 @@ def batch_size_of(batch: Any) -> int:
     """Number of samples in a batch: the first dimension of its first tensor."""
     if isinstance(batch, torch.Tensor):
         return batch.shape[0]
-    if isinstance(batch, dict):
-        batch = list(batch.values())
-    if isinstance(batch, (list, tuple)):
-        for item in batch:
-            size = batch_size_of(item)
-            if size:
-                return size
-    return 0
+    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else ()
+    return next((size for item in items if (size := batch_size_of(item))), 0)
 
 
 class LiveTensorBytes(TorchDispatchMode):
-    """Counts the bytes of tensor storages alive, and their peak, while the mode is active.
-
-    Every tensor an operator returns is registered once per storage (views share it); a weak reference tells
-    when the storage is freed. What this counts is what was allocated, measured, not computed from shapes.
-    """
+    """Counts the bytes of CPU tensor storages alive (once per storage; a weak reference tells when it is freed),
+    and their peak, while the mode is active."""
 
     def __init__(self, already_alive: Iterable[torch.Tensor] = ()) -> None:
         super().__init__()
@@ -79,7 +74,7 @@ class LiveTensorBytes(TorchDispatchMode):
 
 def step_state(pl_module: LightningModule, trainer: Trainer, batch: Any) -> list[torch.Tensor]:
     """The tensors a training step starts with: parameters, buffers, gradients, optimizer state, the batch."""
-    tensors = [t for t in pl_module.parameters()] + [t for t in pl_module.buffers()]
+    tensors = [*pl_module.parameters(), *pl_module.buffers()]
     tensors += [p.grad for p in pl_module.parameters() if p.grad is not None]
     for optimizer in trainer.optimizers:
         tensors += [t for state in optimizer.state.values() for t in tensors_in(state)]
@@ -87,26 +82,16 @@ def step_state(pl_module: LightningModule, trainer: Trainer, batch: Any) -> list
 
 
 def peak_memory_mb(device: torch.device, cpu_step_peak_bytes: Optional[int] = None) -> float:
-    """CUDA: `torch.cuda.max_memory_allocated` over the epoch; CPU: the tensors live at the peak of one training step.
-
-    On CPU the first training step of each epoch runs under `LiveTensorBytes`: it counts the parameters,
-    gradients, optimizer state and batch the step starts with and every tensor the step allocates (forward
-    activations, gradients, optimizer state created on the first step), and keeps the peak of what is alive.
-    So the figure differs between variants (width, depth, batch size, optimizer), unlike the process RSS,
-    which is dominated by the libraries. `perf/memory_kind` says which of the two was logged.
-    """
+    """CUDA: `torch.cuda.max_memory_allocated` over the epoch; CPU: the tensors live at the peak of one training step."""
+    # (the lab report quotes this docstring, see apps/lab/report.py)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return (cpu_step_peak_bytes or 0) / 2**20
 
 
 class EpochStats(Callback):
-    """Logs `perf/epoch_time_s`, `perf/samples_per_s`, `perf/peak_memory_mb` and `perf/memory_kind` once per
-    training epoch (see `peak_memory_mb`).
-
-    Per step it adds an integer; on CPU the first step of an epoch is measured for memory (~10x slower for that
-    step) and left out of the epoch's time and throughput when the epoch has other steps.
-    """
+    """Logs `perf/epoch_time_s`, `perf/samples_per_s`, `perf/peak_memory_mb` and `perf/memory_kind` per epoch.
+    On CPU the step measured for memory (~10x slower) is left out of time and throughput when there are others."""
 
     def __init__(self) -> None:
         self._start = self._last_batch_end = 0.0
@@ -156,15 +141,9 @@ class EpochStats(Callback):
             elapsed, samples = self._measured
         samples *= trainer.world_size
         cuda = pl_module.device.type == "cuda"
-        pl_module.log_dict(
-            {
-                "perf/epoch_time_s": elapsed,
-                "perf/samples_per_s": samples / max(elapsed, 1e-9),
-                "perf/peak_memory_mb": peak_memory_mb(pl_module.device, self._cpu_peak),
-                "perf/memory_kind": float(CUDA_MAX_ALLOCATED if cuda else CPU_STEP_TENSORS),
-            },
-            on_epoch=True,
-            on_step=False,
-            sync_dist=False,
-            rank_zero_only=True,
-        )
+        pl_module.log_dict({
+            "perf/epoch_time_s": elapsed,
+            "perf/samples_per_s": samples / max(elapsed, 1e-9),
+            "perf/peak_memory_mb": peak_memory_mb(pl_module.device, self._cpu_peak),
+            "perf/memory_kind": float(CUDA_MAX_ALLOCATED if cuda else CPU_STEP_TENSORS),
+        }, on_epoch=True, on_step=False, sync_dist=False, rank_zero_only=True)

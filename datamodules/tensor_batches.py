@@ -1,20 +1,14 @@
 """Batches sliced from tensors held in memory (the airbench way).
 
-A `DataLoader` over a `TensorDataset` indexes one sample at a time and collates
-them again; for MNIST-sized data that costs more than the model step. Here an
-epoch is one `randperm` and each batch is one fancy-index per tensor.
+A `DataLoader` over a `TensorDataset` indexes one sample at a time and collates them again; for MNIST-sized data
+that costs more than the model step. Here an epoch is one `randperm` and each batch one index per tensor.
+Under DDP every rank draws the same permutation (seeded by `seed + epoch`) and takes its own interleaved share,
+truncated so every rank sees as many batches (Lightning injects no sampler into a plain iterable).
 
-Under DDP every rank draws the same permutation (seeded by `seed + epoch`) and
-takes its own interleaved share, truncated so every rank sees the same number of
-batches; Lightning does not inject a sampler into a plain iterable, so sharding
-is done here from `rank`/`world_size`.
-
-Resumable (Lightning's stateful-loader interface): the state is `{"epoch", "position"}`, the epoch whose
-permutation is in use and the number of its batches already handed out. Lightning calls
-`loader.sampler.set_epoch(epoch)` before every epoch (this object is its own `sampler`), and `CombinedLoader`
-saves `state_dict()` into checkpoints and gives it back through `load_state_dict()`, so a run resumed
-mid-epoch goes on from the next batch of the same permutation, and a resumed run never replays epoch 0's
-shuffle. Used outside Lightning (no `set_epoch`), each new iteration starts the next epoch.
+Resumable: the state is `{"epoch", "position"}` (batches of that epoch's permutation already handed out).
+Lightning calls `loader.sampler.set_epoch(epoch)` before every epoch (this object is its own `sampler`);
+`CombinedLoader` and `callbacks.resume.ExactResume` save and restore the state, so a run resumed mid-epoch goes
+on from the next batch of the same permutation. Outside Lightning (no `set_epoch`) each iteration is an epoch.
 """
 
 from __future__ import annotations
@@ -26,33 +20,19 @@ import torch
 
 
 class TensorBatches:
-    def __init__(
-        self,
-        tensors: Sequence[torch.Tensor],
-        batch_size: int,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
+    batch_sampler = None  # (Lightning reads `batch_sampler` wherever it finds a `sampler`)
+
+    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, shuffle: bool = False,
+                 drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}; pass a positive --data.batch_size.")
-        self.tensors = tuple(tensors)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
+        self.tensors, self.batch_size, self.shuffle, self.drop_last = tuple(tensors), batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
         self.position = 0  # batches of `epoch` already handed out
         self._epoch_set = False  # set_epoch() was called since the last iteration started
         self._resuming = False  # load_state_dict() was called: the next iteration continues at `position`
         self._iterated = False
-
-    # -- Lightning's stateful-loader / sampler interface ----------------------------------------------------
-    batch_sampler = None  # (Lightning reads `batch_sampler` wherever it finds a `sampler`)
 
     @property
     def sampler(self) -> "TensorBatches":
@@ -71,13 +51,8 @@ class TensorBatches:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._resuming = True
 
-    # -- iteration ------------------------------------------------------------------------------------------
-    def _num_samples(self) -> int:
-        """Samples this rank sees per epoch."""
-        return len(self.tensors[0]) // self.world_size if self.world_size > 1 else len(self.tensors[0])
-
     def __len__(self) -> int:
-        n = self._num_samples()
+        n = len(self.tensors[0]) // self.world_size  # samples this rank sees per epoch
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _order(self) -> torch.Tensor | None:
@@ -88,11 +63,10 @@ class TensorBatches:
             order = torch.randperm(total, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         if self.world_size > 1:
             idx = torch.arange(total) if order is None else order
-            order = idx[self.rank : self._num_samples() * self.world_size : self.world_size]
+            order = idx[self.rank : total // self.world_size * self.world_size : self.world_size]
         return order
 
-    def _start(self) -> int:
-        """Called when an iteration starts: the first batch index of it."""
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         if self._resuming:
             self._resuming = False
         elif self._epoch_set or not self._iterated:
@@ -100,18 +74,13 @@ class TensorBatches:
         else:  # plain use, no set_epoch: each iteration is the next epoch
             self.epoch, self.position = self.epoch + 1, 0
         self._epoch_set, self._iterated = False, True
-        return min(self.position, len(self))
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        start = self._start()
         order = self._order()
         if order is not None:  # the permutation is drawn on the CPU (one generator for every device)
             order = order.to(self.tensors[0].device)  # data held on the GPU is indexed on the GPU
-        n = self._num_samples()
-        for i in range(start, len(self)):
+        for i in range(min(self.position, len(self)), len(self)):
             self.position = i + 1
             if order is None:
-                yield tuple(t[i * self.batch_size : min((i + 1) * self.batch_size, n)] for t in self.tensors)
+                yield tuple(t[i * self.batch_size : (i + 1) * self.batch_size] for t in self.tensors)
             else:
                 index = order[i * self.batch_size : (i + 1) * self.batch_size]
                 # index_select, not t[index]: for a 64-row batch of [N, 28, 28] uint8 it is ~3 us against ~110 us

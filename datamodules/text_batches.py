@@ -1,14 +1,8 @@
 """Tokenised texts, their padding collator, and the resumable, sharded training order.
 
-- `TokenizedTexts`: token ids stored flat (one int32 tensor + offsets): cheap to cache and to index.
-- `Collator`: transformers' `DataCollatorWithPadding` (each batch padded to its longest text).
-- `TrainOrder`: the training order of one epoch, seeded by `seed + epoch`: shuffled, or length-grouped by
-  transformers' own `get_length_grouped_indices` (what its `LengthGroupedSampler` and
-  `DistributedLengthGroupedSampler` draw from), sharded across DDP ranks with no sample twice in an epoch,
-  and able to start mid-epoch.
-- `ResumableDataLoader`: a DataLoader that tells Lightning where it is in the epoch (`state_dict` /
-  `load_state_dict`), so resuming a mid-epoch checkpoint goes on from the next batch with the order an
-  uninterrupted run would have had (restored by `callbacks.resume.ExactResume`).
+`TrainOrder` and `ResumableDataLoader` tell Lightning where they are in the epoch (`state_dict` /
+`load_state_dict`), so resuming a mid-epoch checkpoint goes on from the next batch with the order an
+uninterrupted run would have had (restored by `callbacks.resume.ExactResume`).
 """
 
 from __future__ import annotations
@@ -23,20 +17,21 @@ from transformers.trainer_pt_utils import DistributedLengthGroupedSampler, get_l
 class TokenizedTexts(Dataset):
     """Token ids stored as one flat int32 tensor plus offsets (cheap to cache and to index)."""
 
-    def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, labels: Optional[torch.Tensor], texts: Optional[list[str]] = None) -> None:
+    def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, labels: Optional[torch.Tensor],
+                 texts: Optional[list[str]] = None) -> None:
         self.ids, self.offsets, self.labels, self.texts = ids, offsets, labels, texts
 
     @classmethod
-    def from_lists(cls, token_lists: list[list[int]], labels: Optional[list[int]], texts: Optional[list[str]] = None) -> "TokenizedTexts":
+    def from_lists(cls, token_lists: list[list[int]], labels: Optional[list[int]],
+                   texts: Optional[list[str]] = None) -> "TokenizedTexts":
         lengths = torch.tensor([len(t) for t in token_lists], dtype=torch.int64)
-        offsets = torch.zeros(len(token_lists) + 1, dtype=torch.int64)
-        offsets[1:] = lengths.cumsum(0)
+        offsets = torch.nn.functional.pad(lengths.cumsum(0), (1, 0))  # [0, end of text 0, end of text 1, ...]
         ids = torch.tensor([i for t in token_lists for i in t], dtype=torch.int32)
         return cls(ids, offsets, None if labels is None else torch.tensor(labels, dtype=torch.int64), texts)
 
     @property
     def lengths(self) -> list[int]:
-        return (self.offsets[1:] - self.offsets[:-1]).tolist()
+        return self.offsets.diff().tolist()
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -52,12 +47,12 @@ class TokenizedTexts(Dataset):
     def subset(self, n: Optional[int]) -> "TokenizedTexts":
         if n is None or n >= len(self):
             return self
-        end = int(self.offsets[n])
-        return TokenizedTexts(self.ids[:end], self.offsets[: n + 1], None if self.labels is None else self.labels[:n], None if self.texts is None else self.texts[:n])
+        labels, texts = (None if x is None else x[:n] for x in (self.labels, self.texts))
+        return TokenizedTexts(self.ids[: int(self.offsets[n])], self.offsets[: n + 1], labels, texts)
 
 
 class Collator:
-    """DataCollatorWithPadding (pads each batch to its longest text); passes raw texts through."""
+    """transformers' `DataCollatorWithPadding` (pads each batch to its longest text); passes raw texts through."""
 
     def __init__(self, tokenizer, pad_to_multiple_of: Optional[int] = None) -> None:
         from transformers import DataCollatorWithPadding
@@ -75,23 +70,22 @@ class Collator:
 class TrainOrder(DistributedLengthGroupedSampler):
     """transformers' `DistributedLengthGroupedSampler`, resumable mid-epoch, and a plain shuffle when not grouping.
 
-    Each epoch's order is drawn from `seed + epoch` (Lightning calls `set_epoch`). With `group_by_length`,
-    each run of `batch_size` has similar lengths (less padding): shuffled, cut into mega-batches of 50 batches,
-    each sorted by length (`get_length_grouped_indices`). Rank r of R takes every R-th index of the order; under DDP the
-    tail that does not divide by R is dropped, so no sample is seen twice in an epoch across ranks.
-    `start` (a position in the epoch's order, all ranks together) skips what a resumed run already used.
+    Each epoch's order is drawn from `seed + epoch`; with `group_by_length` each run of `batch_size` has similar
+    lengths (`get_length_grouped_indices`: less padding). Rank r of R takes every R-th index; under DDP the tail
+    that does not divide by R is dropped, so no sample is seen twice in an epoch. `start` (a position in the
+    epoch's order, all ranks together) skips what a resumed run already used.
     """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True,
                  num_replicas: int = 1, rank: int = 0) -> None:
-        super().__init__(batch_size, num_replicas=num_replicas, rank=rank, seed=seed, drop_last=num_replicas > 1, lengths=lengths)
+        super().__init__(batch_size, num_replicas=num_replicas, rank=rank, seed=seed, drop_last=num_replicas > 1,
+                         lengths=lengths)
         self.group_by_length = group_by_length
         self.start = 0
 
     def order(self) -> list[int]:
         """Every index of this epoch, in training order (before sharding)."""
-        generator = torch.Generator()
-        generator.manual_seed(self.seed + self.epoch)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
         if self.group_by_length:
             # 50 batches per mega-batch: transformers' default on data of 200+ batches, also kept on small data
             return get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=50, generator=generator)
@@ -109,9 +103,6 @@ class TrainOrder(DistributedLengthGroupedSampler):
             self.used += 1
             yield index
 
-    def __len__(self) -> int:
-        return self.num_samples
-
     def state_dict(self) -> dict:
         """`position`: the samples this rank has handed out in the current epoch."""
         return {"epoch": self.epoch, "position": getattr(self, "used", self.start // self.num_replicas)}
@@ -123,13 +114,8 @@ class TrainOrder(DistributedLengthGroupedSampler):
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over a `TrainOrder` whose state is its position in the epoch, in batches.
-
-    That is the protocol Lightning's CombinedLoader saves in checkpoints (`state_dict` / `load_state_dict`), and
-    the one `callbacks.resume.ExactResume` uses: it stores that state in every checkpoint and gives it back when
-    training starts (the CLI adds it to every run). Lightning draws one batch at a time, so at a batch boundary
-    the batches handed out are the batches the loops trained on.
-    """
+    """A DataLoader over a `TrainOrder` whose state is its position in the epoch, in batches handed out (not
+    the sampler's count, which runs ahead by the workers' prefetch)."""
 
     sampler: TrainOrder
 

@@ -14,8 +14,7 @@ OPTIMIZERS = get_args(OptimizerName)
 class TaskModule(LightningModule):
     """The base of every Paradis task: a `LightningModule` that records what its LR schedule was sized from."""
 
-    # What the LR schedule was sized from, when it depends on the run's budget (`budget_sized`).
-    schedule_budget: Optional[dict] = None
+    schedule_budget: Optional[dict] = None  # when the schedule depends on the run's budget (`budget_sized`)
 
     def budget_sized(self, length: int, unit: str, option: str) -> int:
         """Return `length` (of the whole run, in `unit`, from the Trainer's `option`) after recording it as what the
@@ -53,29 +52,17 @@ def check_probability(option: str, value: float) -> float:
     return value
 
 
-def build_optimizer(
-    param_groups: Sequence[dict] | Iterable[torch.nn.Parameter],
-    name: OptimizerName,
-    lr: float,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
-) -> torch.optim.Optimizer:
-    """SGD (with optional momentum), Adam, AdamW or RMSprop by name."""
-    if name == "sgd":
-        return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"Unknown optimizer '{name}'; choose one of: {', '.join(OPTIMIZERS)}.")
+def build_optimizer(param_groups: Sequence[dict] | Iterable[torch.nn.Parameter], name: OptimizerName, lr: float,
+                    momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """SGD or RMSprop (with optional momentum), Adam or AdamW by name."""
+    optimizer = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+                 "rmsprop": torch.optim.RMSprop}[check_choice("optimizer", name, OPTIMIZERS)]
+    extra = {"momentum": momentum} if name in ("sgd", "rmsprop") else {}
+    return optimizer(param_groups, lr=lr, weight_decay=weight_decay, **extra)
 
 
 def decay_param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on weight matrices only: biases and normalisation parameters (1-D) are excluded."""
-    decay, no_decay = [], []
-    for param in module.parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
+    params = [param for param in module.parameters() if param.requires_grad]
+    decay, no_decay = [p for p in params if p.ndim >= 2], [p for p in params if p.ndim < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
