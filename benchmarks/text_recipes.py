@@ -43,6 +43,14 @@ RECIPES: dict[str, list[str]] = {
                            "--trainer.max_epochs", "3"],
     "all_linear_r16_nopooler": ["--model.target_modules", BERT_LINEAR, "--model.lora_r", "16", "--model.lora_alpha", "32",
                                 "--model.modules_to_save", "null"],
+    # issue 20's 4 minutes: bf16 autocast, one validation per epoch, LoRA on the upper blocks only (backpropagation
+    # stops below the lowest adapted block)
+    "all_linear_r8_bf16_1val": ["--trainer.precision", "bf16-mixed", "--trainer.val_check_interval", "1.0"],
+    "top4_r8_bf16_1val": ["--trainer.precision", "bf16-mixed", "--trainer.val_check_interval", "1.0",
+                          "--model.lora_layers", "[2,3,4,5]"],
+    "top3_r8_bf16_1val": ["--trainer.precision", "bf16-mixed", "--trainer.val_check_interval", "1.0",
+                          "--model.lora_layers", "[3,4,5]"],
+    "top3_r8_1val": ["--trainer.val_check_interval", "1.0", "--model.lora_layers", "[3,4,5]"],
     "full_ft": ["--model.peft_method", "full", "--model.lr", "5e-5", "--trainer.max_epochs", "3"],
 }
 

@@ -38,6 +38,8 @@ class TextClassifier(TaskModule):
         lora_r, lora_alpha, lora_dropout: LoRA rank, scaling and dropout.
         target_modules: modules LoRA adapts; None takes them from peft's table for the architecture
             (q_lin/v_lin for DistilBERT, query/value for BERT).
+        lora_layers: the transformer blocks (0 = nearest the input) that get LoRA; None: all. Blocks below the
+            lowest one are frozen, so backpropagation stops there (peft's `layers_to_transform`).
         modules_to_save: extra modules trained in full and saved with the adapter (e.g. [pooler] for
             BERT-type models whose pooler was not trained for classification); the new head always is.
         num_virtual_tokens: prompt length for prompt tuning / P-tuning.
@@ -59,6 +61,7 @@ class TextClassifier(TaskModule):
         lora_alpha: int = 16,
         lora_dropout: float = 0.1,
         target_modules: Optional[list[str]] = None,
+        lora_layers: Optional[list[int]] = None,
         modules_to_save: Optional[list[str]] = None,
         num_virtual_tokens: int = 20,
         lr: float = 5e-4,

@@ -86,8 +86,11 @@ def peft_config(base: torch.nn.Module, info: dict, hp) -> object:
         unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]  # peft: names or suffixes
         if unknown:
             raise ValueError(f"model.target_modules {unknown} are not modules of {type(base).__name__}; pick from its Linear layers, e.g. {lora_targets(base)}.")
+        layers, depth = list(hp.get("lora_layers") or []), base.config.num_hidden_layers
+        if any(not 0 <= i < depth for i in layers):
+            raise ValueError(f"model.lora_layers {layers} must be block indices from 0 to {depth - 1} ({type(base).__name__} has {depth}).")
         return LoraConfig(task_type=TaskType.SEQ_CLS, r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
-                          target_modules=targets, modules_to_save=head)
+                          target_modules=targets, modules_to_save=head, layers_to_transform=layers or None)
     # Sizes given explicitly: peft reads them from config.to_dict(), where DistilBERT names them differently.
     config = base.config
     sizes = {"token_dim": config.hidden_size, "num_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads}
