@@ -18,18 +18,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ProgressBar
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar, Timer
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from callbacks.checkpointing import AtomicCheckpointIO, CheckpointNotWritten
 from callbacks.divergence import Diverged
 from callbacks.profiler import NoProfiler
-from callbacks.progress import TimedProgressBar
 from callbacks.speed import EpochStats
 from apps.cli_parser import ParadisParser, requested_subcommand
 from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard, check_budget_left, exit_stopped, reliability_callbacks
@@ -100,11 +98,13 @@ class ParadisCLI(CheckpointArgumentsCLI):
         trainer_config = self.config_init[self.subcommand].get("trainer") or {}
         check_max_time(trainer_config.get("max_time"))
         callbacks = list(trainer_config.get("callbacks") or [])
+        if trainer_config.get("enable_progress_bar") is False:  # Lightning refuses a config's bar then
+            callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        elif not any(isinstance(c, ProgressBar) for c in callbacks):  # tqdm, for one look and plain logs (Lightning's
+            callbacks.append(TQDMProgressBar())  # default is its Rich bar wherever rich is installed)
         intervals = self.config[self.subcommand].get("checkpoint") or {}
         if not any(isinstance(c, EpochStats) for c in callbacks):
             callbacks.append(EpochStats())
-        if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            callbacks.append(TimedProgressBar())  # Lightning's Rich bar, or tqdm redrawn every batch, cost more than an MLP step
         kwargs["callbacks"] = callbacks + reliability_callbacks(callbacks, run_dir, self.model, intervals)
         if trainer_config.get("profiler") is None:
             kwargs["profiler"] = NoProfiler()
@@ -187,9 +187,13 @@ class ParadisCLI(CheckpointArgumentsCLI):
         guard = RunFolderGuard(self.run_dir) if subcommand == "fit" else None
         try:
             getattr(self.trainer, subcommand)(**kwargs)
-        except SIGTERMException:
-            exit_stopped(self.trainer)
-        except USER_ERRORS:
+        except BaseException as err:
+            if self.trainer.progress_bar_callback is not None and self.trainer.is_global_zero:
+                print(flush=True)  # end the bar's line: what follows starts on a line of its own
+            if isinstance(err, SIGTERMException):
+                exit_stopped(self.trainer)
+            if not isinstance(err, USER_ERRORS):
+                raise
             started = any(getattr(c, "started", False) for c in self.trainer.callbacks)
             if guard is not None and not started and self.trainer.is_global_zero:
                 guard.undo()  # e.g. the data module's setup found no data: leave the run folder as it was

@@ -1,29 +1,26 @@
 """Epoch wall time, throughput and peak memory, logged for every task.
 
-Peak memory on CUDA is `torch.cuda.max_memory_allocated` over the epoch. On CPU the first training step of each
-epoch runs under `LiveTensorBytes`, which counts the tensors the step starts with (parameters, gradients,
-optimizer state, batch) and every tensor it allocates, and keeps the peak of what is alive: unlike the process
-RSS (dominated by the libraries) the figure differs between variants. `perf/memory_kind` says which was logged.
-"""
+Peak memory on CUDA is `torch.cuda.max_memory_allocated` over the epoch. On CPU, where torch keeps no such count,
+it is the bytes the first training step of the epoch keeps: the parameters, buffers, batch, gradients and
+optimizer state, and the activations autograd saves for the backward pass (torch's public `saved_tensors_hooks`),
+each storage once. Unlike the process RSS (dominated by the libraries) the figure follows the variant: width,
+batch size, optimizer, batch-norm, dropout. It leaves out short-lived temporaries. `perf/memory_kind` says which."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from torch.multiprocessing.reductions import StorageWeakRef
-
-from paradis.lightning_internals import TorchDispatchMode
 
 # `perf/memory_kind` (a number, so that every logger can store it)
 CPU_STEP_TENSORS, CUDA_MAX_ALLOCATED = 1, 2
 
 
 def tensors_in(value: Any) -> Iterator[torch.Tensor]:
-    """The tensors in a (nested) list, tuple or mapping: a batch, an optimizer state, an operator's outputs."""
+    """The tensors in a (nested) list, tuple or mapping: a batch, an optimizer state."""
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, (Mapping, list, tuple)):
@@ -39,66 +36,54 @@ def batch_size_of(batch: Any) -> int:
     return next((size for item in items if (size := batch_size_of(item))), 0)
 
 
-class LiveTensorBytes(TorchDispatchMode):
-    """Counts the bytes of CPU tensor storages alive (once per storage; a weak reference tells when it is freed),
-    and their peak, while the mode is active."""
+class StepBytes(torch.autograd.graph.saved_tensors_hooks):
+    """The bytes of `tensors` (alive all along) and, while active, of every storage autograd saves for a backward
+    pass that is not one of them (a parameter saved by a linear layer), each storage once."""
 
-    def __init__(self, already_alive: Iterable[torch.Tensor] = ()) -> None:
-        super().__init__()
-        self.alive: dict[int, tuple[StorageWeakRef, int]] = {}
-        self.bytes = self.peak = 0
-        for tensor in already_alive:
-            self._track(tensor)
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
+        self._seen: set[int] = set()
+        self.bytes = self.count(tensors, self._seen)
+        super().__init__(self._pack, lambda tensor: tensor)
 
-    def _track(self, tensor: torch.Tensor) -> None:
-        if tensor.device.type != "cpu" or tensor.layout != torch.strided:
-            return
-        storage = tensor.untyped_storage()
-        key, size = storage.data_ptr(), storage.nbytes()
-        if size and key not in self.alive:
-            self.alive[key] = (StorageWeakRef(storage), size)
-            self.bytes += size
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.bytes += self.count([tensor], self._seen)
+        return tensor
 
-    def _sweep(self) -> None:
-        for key in [k for k, (ref, _) in self.alive.items() if ref.expired()]:
-            self.bytes -= self.alive.pop(key)[1]
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self._sweep()  # before registering: a freed storage's address may be reused by an output
-        for tensor in tensors_in(out):
-            self._track(tensor)
-        self.peak = max(self.peak, self.bytes)
-        return out
+    @staticmethod
+    def count(tensors: list[torch.Tensor], seen: set[int]) -> int:
+        """Bytes of the storages of `tensors` whose address is not in `seen` (which gets them)."""
+        total = 0
+        for storage in (t.untyped_storage() for t in tensors if t.layout == torch.strided):
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+        return total
 
 
-def step_state(pl_module: LightningModule, trainer: Trainer, batch: Any) -> list[torch.Tensor]:
-    """The tensors a training step starts with: parameters, buffers, gradients, optimizer state, the batch."""
-    tensors = [*pl_module.parameters(), *pl_module.buffers()]
-    tensors += [p.grad for p in pl_module.parameters() if p.grad is not None]
-    for optimizer in trainer.optimizers:
-        tensors += [t for state in optimizer.state.values() for t in tensors_in(state)]
-    return tensors + list(tensors_in(batch))
+def step_state(pl_module: LightningModule, trainer: Trainer) -> list[torch.Tensor]:
+    """Gradients and optimizer state (both may appear during a step)."""
+    grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+    return grads + [t for optimizer in trainer.optimizers for s in optimizer.state.values() for t in tensors_in(s)]
 
 
-def peak_memory_mb(device: torch.device, cpu_step_peak_bytes: Optional[int] = None) -> float:
-    """CUDA: `torch.cuda.max_memory_allocated` over the epoch; CPU: the tensors live at the peak of one training step."""
+def peak_memory_mb(device: torch.device, cpu_step_bytes: Optional[int] = None) -> float:
+    """CUDA: `torch.cuda.max_memory_allocated` over the epoch; CPU: the tensors one training step keeps (weights,
+    gradients, optimizer state, batch, activations saved for backward)."""
     # (the lab report quotes this docstring, see apps/lab/report.py)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return (cpu_step_peak_bytes or 0) / 2**20
+    return (cpu_step_bytes or 0) / 2**20
 
 
 class EpochStats(Callback):
-    """Logs `perf/epoch_time_s`, `perf/samples_per_s`, `perf/peak_memory_mb` and `perf/memory_kind` per epoch.
-    On CPU the step measured for memory (~10x slower) is left out of time and throughput when there are others."""
+    """Logs `perf/epoch_time_s`, `perf/samples_per_s`, `perf/peak_memory_mb` and `perf/memory_kind` per epoch."""
 
     def __init__(self) -> None:
         self._start = self._last_batch_end = 0.0
         self._samples = 0
-        self._mode: Optional[LiveTensorBytes] = None
-        self._cpu_peak: Optional[int] = None
-        self._measured = (0.0, 0)  # (seconds, samples) of the measured step
+        self._counter: Optional[StepBytes] = None
+        self._cpu_bytes: Optional[int] = None
+        self._start_ptrs: set[int] = set()  # storages alive when the measured step started
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if pl_module.device.type == "cuda":
@@ -108,42 +93,38 @@ class EpochStats(Callback):
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
         if batch_idx == 0 and pl_module.device.type == "cpu":
-            self._mode = LiveTensorBytes(step_state(pl_module, trainer, batch))
-            self._mode.__enter__()
+            kept = [*pl_module.parameters(), *pl_module.buffers(), *tensors_in(batch), *step_state(pl_module, trainer)]
+            self._counter = StepBytes(kept)
+            self._counter.__enter__()
+            self._start_ptrs = set(self._counter._seen)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         # No CUDA synchronize here: over a whole epoch the queue depth is negligible.
-        now = time.perf_counter()
-        if self._mode is not None:
-            self._cpu_peak = self._mode.peak
-            self._stop_measuring()
-            self._measured = (now - self._start, batch_size_of(batch))
-            self._start = now = time.perf_counter()  # the clock restarts after the measured step
-        else:
-            self._samples += batch_size_of(batch)
-        self._last_batch_end = now  # so end-of-epoch validation is not counted
+        self._last_batch_end = time.perf_counter()  # so end-of-epoch validation is not counted
+        self._samples += batch_size_of(batch)
+        if self._counter is not None:
+            # + the gradients and optimizer state the step created (a freed activation's address may be reused)
+            self._cpu_bytes = self._counter.bytes + StepBytes.count(step_state(pl_module, trainer), self._start_ptrs)
+            self._stop_counting()
 
-    def _stop_measuring(self) -> None:
-        if self._mode is not None:
-            self._mode.__exit__(None, None, None)
-            self._mode = None
+    def _stop_counting(self) -> None:
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self._counter = None
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self._stop_measuring()  # a step that raised never reaches on_train_batch_end
+        self._stop_counting()  # a step that raised never reaches on_train_batch_end
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._stop_measuring()
+        self._stop_counting()
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._stop_measuring()  # (a module whose on_train_batch_start skipped the measured batch)
-        elapsed, samples = self._last_batch_end - self._start, self._samples
-        if samples == 0:  # the measured step was the epoch's only step
-            elapsed, samples = self._measured
-        samples *= trainer.world_size
+        self._stop_counting()  # (a module whose on_train_batch_start skipped the measured batch)
+        elapsed, samples = self._last_batch_end - self._start, self._samples * trainer.world_size
         cuda = pl_module.device.type == "cuda"
         pl_module.log_dict({
             "perf/epoch_time_s": elapsed,
             "perf/samples_per_s": samples / max(elapsed, 1e-9),
-            "perf/peak_memory_mb": peak_memory_mb(pl_module.device, self._cpu_peak),
+            "perf/peak_memory_mb": peak_memory_mb(pl_module.device, self._cpu_bytes),
             "perf/memory_kind": float(CUDA_MAX_ALLOCATED if cuda else CPU_STEP_TENSORS),
         }, on_epoch=True, on_step=False, sync_dist=False, rank_zero_only=True)

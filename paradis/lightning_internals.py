@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-import torch.utils
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import TQDMProgressBar, WeightAveraging
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.cli import LightningCLI
 from torch.optim.swa_utils import AveragedModel
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: F401 (re-exported for callbacks/speed.py)
 
 
 def stop_like_sigterm(trainer: Trainer) -> None:
@@ -41,18 +39,6 @@ def averaged_model(callback: WeightAveraging) -> Optional[AveragedModel]:
     `_average_model` with no accessor, and swaps it in for validation even before its first update (#21724)."""
     return callback._average_model
 
-
-class ThrottledTQDMProgressBar(TQDMProgressBar):
-    """`TQDMProgressBar` that asks `should_draw(current, total)` before each redraw. Lightning decides with
-    `_should_update` (every `refresh_rate` batches), then builds the metrics dict (a host sync of every logged
-    tensor) and calls `tqdm.refresh()` itself, which bypasses tqdm's own `mininterval`; that method is the one
-    place where a redraw can be skipped by time."""
-
-    def _should_update(self, current: int, total: int) -> bool:
-        return super()._should_update(current, total) and self.should_draw(current, total)
-
-    def should_draw(self, current: int, total: int) -> bool:
-        return True
 
 
 class CheckpointArgumentsCLI(LightningCLI):
@@ -89,7 +75,5 @@ INTERNALS: list[tuple[Any, str, Optional[tuple[str, ...]]]] = [
     (Instance(lambda: _fit_loop().epoch_loop, "Trainer.fit_loop.epoch_loop"), "_should_check_val_fx", ("data_fetcher",)),
     (Instance(_fit_loop, "Trainer.fit_loop"), "_data_fetcher", None),
     (Instance(lambda: WeightAveraging(), "a WeightAveraging"), "_average_model", None),
-    (TQDMProgressBar, "_should_update", ("self", "current", "total")),
     (LightningCLI, "_parse_ckpt_path", ("self",)),
-    (torch.utils, "_python_dispatch", None),
 ]
