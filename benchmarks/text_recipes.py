@@ -50,6 +50,8 @@ RECIPES: dict[str, list[str]] = {
                           "--model.lora_layers", "[2,3,4,5]"],
     "top3_r8_bf16_1val": ["--trainer.precision", "bf16-mixed", "--trainer.val_check_interval", "1.0",
                           "--model.lora_layers", "[3,4,5]"],
+    "all_linear_r8_bf16_1val_nodrop": ["--trainer.precision", "bf16-mixed", "--trainer.val_check_interval", "1.0",
+                                       "--model.lora_dropout", "0.0"],
     "top3_r8_1val": ["--trainer.val_check_interval", "1.0", "--model.lora_layers", "[3,4,5]"],
     "full_ft": ["--model.peft_method", "full", "--model.lr", "5e-5", "--trainer.max_epochs", "3"],
 }
