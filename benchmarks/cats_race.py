@@ -4,6 +4,7 @@
     python benchmarks/cats_race.py run base --minutes 30                 # continue it (exactly) to 30
     python benchmarks/cats_race.py run epsilon --minutes 15 --steps 572   # base's step count at its 15-minute mark
     python benchmarks/cats_race.py list                                  # the recipes
+    python benchmarks/cats_race.py montage OUT.png base=GRID.png epsilon=GRID.png --rows 2   # grids' top rows, labelled
 
 Every recipe is configs/ddpm_cats32_cpu.yaml with a few changes (RECIPES), trained on `--photos` (default
 ../shared/data/cats128) in `--root/<recipe>/` by `paradis fit` itself, with:
@@ -140,6 +141,26 @@ def run(args) -> None:
     print(json.dumps(log["marks"][-1]))
 
 
+def montage(args) -> None:
+    """The top `--rows` rows of each labelled grid (SampleGrid's: 2 px padding), stacked, one label line above each."""
+    from PIL import Image, ImageDraw
+
+    strips = []
+    for item in args.grids:
+        label, _, path = item.partition("=")
+        grid = Image.open(path).convert("RGB")
+        cell = (grid.height - 2) // round((grid.height - 2) / 34)  # a 32 px image and its padding
+        strip = Image.new("RGB", (grid.width, 14 + 2 + cell * args.rows), "white")
+        strip.paste(grid.crop((0, 0, grid.width, 2 + cell * args.rows)), (0, 14))
+        ImageDraw.Draw(strip).text((2, 1), label, fill="black")
+        strips.append(strip)
+    out = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)), "white")
+    for i, strip in enumerate(strips):
+        out.paste(strip, (0, sum(s.height for s in strips[:i])))
+    out.save(args.out)
+    print(f"wrote {args.out} ({out.width}x{out.height})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,7 +173,13 @@ def main(argv: list[str] | None = None) -> None:
     run_parser.add_argument("--photos", default=str(PHOTOS))
     run_parser.add_argument("--root", default=str(ROOT.parent / "race"))
     sub.add_parser("list")
+    montage_parser = sub.add_parser("montage")
+    montage_parser.add_argument("out")
+    montage_parser.add_argument("grids", nargs="+", help="LABEL=PATH of a grid_<minutes>.png")
+    montage_parser.add_argument("--rows", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.command == "montage":
+        return montage(args)
     if args.command == "list":
         for name, changes in RECIPES.items():
             print(name, {k: (v if not callable(v) else "EMA decay") for k, v in changes.items()})
