@@ -15,31 +15,38 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ProgressBar, Timer, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar, Timer
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from apps.cli_parser import ParadisParser, requested_subcommand
+from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard, check_budget_left, exit_stopped, reliability_callbacks
 from callbacks.checkpointing import AtomicCheckpointIO, CheckpointNotWritten
 from callbacks.divergence import Diverged
 from callbacks.profiler import NoProfiler
 from callbacks.speed import EpochStats
-from apps.cli_parser import ParadisParser, requested_subcommand
-from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard, check_budget_left, exit_stopped, reliability_callbacks
 from paradis.checkpoint import check_class, qualified_name, read_checkpoint
 from paradis.lightning_internals import CheckpointArgumentsCLI
-from paradis.yaml_files import read_yaml
 from paradis.runtime import prepare_process
+from paradis.yaml_files import read_yaml
 
 # Errors that come from what the user typed or pointed at (MisconfigurationException: a Lightning setting), shown
 # as one sentence.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError, CheckpointNotWritten,
-               MisconfigurationException)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    FileExistsError,
+    PermissionError,
+    CheckpointNotWritten,
+    MisconfigurationException,
+)
 
 
 class FitConfigSaver(SaveConfigCallback):
@@ -51,17 +58,25 @@ class FitConfigSaver(SaveConfigCallback):
 
 
 class ParadisCLI(CheckpointArgumentsCLI):
-    def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         self._requested = requested_subcommand(args, LightningCLI.subcommands())
         self._peeked: dict[str, dict] = {}  # checkpoint path -> its memory-mapped contents (see `peek`)
         for path in config_files(sys.argv[1:] if args is None else args):
             read_yaml(path)  # one sentence for a missing file, a syntax error or a key written twice
         super().__init__(
-            LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            save_config_callback=FitConfigSaver, save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False, parser_class=ParadisParser, args=args, run=run,
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=FitConfigSaver,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            parser_class=ParadisParser,
+            args=args,
+            run=run,
             # what every config would otherwise repeat; Lightning's devices="auto" would be DDP on every GPU:
-            trainer_defaults={"accelerator": "auto", "devices": 1}, seed_everything_default=42,
+            trainer_defaults={"accelerator": "auto", "devices": 1},
+            seed_everything_default=42,
         )
 
     def subcommands(self) -> dict[str, set[str]]:
@@ -71,18 +86,32 @@ class ParadisCLI(CheckpointArgumentsCLI):
         return {requested: every[requested]} if requested else every
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument("--run_dir", type=Optional[str], default=None,
-                            help="Run folder: config.yaml, checkpoints, TensorBoard events (default: runs/<config name>).")
-        parser.add_argument("--checkpoint.every_n_minutes", type=Optional[float], default=10.0,
-                            help="Refresh last.ckpt during an epoch after this many minutes of training (0: never).")
-        parser.add_argument("--checkpoint.every_n_steps", type=int, default=0,
-                            help="Refresh last.ckpt during an epoch every this many optimizer steps (0: never).")
+        parser.add_argument(
+            "--run_dir",
+            type=str | None,
+            default=None,
+            help="Run folder: config.yaml, checkpoints, TensorBoard events (default: runs/<config name>).",
+        )
+        parser.add_argument(
+            "--checkpoint.every_n_minutes",
+            type=float | None,
+            default=10.0,
+            help="Refresh last.ckpt during an epoch after this many minutes of training (0: never).",
+        )
+        parser.add_argument(
+            "--checkpoint.every_n_steps",
+            type=int,
+            default=0,
+            help="Refresh last.ckpt during an epoch every this many optimizer steps (0: never).",
+        )
         # The text task's wiring: the data module tokenises with the model's tokenizer and max length, and the
         # model's head is sized from the data's class names. jsonargparse skips a link whose source or target the
         # config's classes lack (MNIST, DDPM).
         parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
         parser.link_arguments("model.init_args.max_length", "data.init_args.max_length")
-        parser.link_arguments("data", "model.init_args.class_names", compute_fn=data_class_names, apply_on="instantiate")
+        parser.link_arguments(
+            "data", "model.init_args.class_names", compute_fn=data_class_names, apply_on="instantiate"
+        )
 
     # -- run folder ---------------------------------------------------------------------------
     @property
@@ -113,8 +142,13 @@ class ParadisCLI(CheckpointArgumentsCLI):
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = plugins + [AtomicCheckpointIO()]
         if trainer_config.get("logger") in (None, True):
-            kwargs["logger"] = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False,
-                                                 log_graph=getattr(self.model, "example_input_array", None) is not None)
+            kwargs["logger"] = TensorBoardLogger(
+                save_dir=str(run_dir),
+                name="",
+                version="",
+                default_hp_metric=False,
+                log_graph=getattr(self.model, "example_input_array", None) is not None,
+            )
         if trainer_config.get("default_root_dir") in (None, os.getcwd()):
             kwargs["default_root_dir"] = str(run_dir)
         return super().instantiate_trainer(**kwargs)
@@ -147,7 +181,7 @@ class ParadisCLI(CheckpointArgumentsCLI):
         model = {"class_path": class_path, "init_args": hparams}
         self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
 
-    def _resolve_ckpt_path(self) -> Optional[str]:
+    def _resolve_ckpt_path(self) -> str | None:
         config = self.config_init[self.subcommand]
         ckpt_path = config.get("ckpt_path")
         checkpoints = self.run_dir / CHECKPOINT_DIR
@@ -156,15 +190,19 @@ class ParadisCLI(CheckpointArgumentsCLI):
         if self.subcommand == "fit":
             if ckpt_path is None:
                 if last.exists() or best.exists():
-                    raise FileExistsError(f"{self.run_dir} already holds a trained run ({checkpoints}); resume it "
-                                          "with `--ckpt_path last`, or start a new run elsewhere with "
-                                          "`--run_dir NEW_FOLDER`.")
+                    raise FileExistsError(
+                        f"{self.run_dir} already holds a trained run ({checkpoints}); resume it "
+                        "with `--ckpt_path last`, or start a new run elsewhere with "
+                        "`--run_dir NEW_FOLDER`."
+                    )
                 return None
             if ckpt_path == "last":
                 if not last.exists():
-                    raise FileNotFoundError(f"There is no checkpoint to resume: {last} does not exist; train first "
-                                            f"with `paradis fit {configs}` (without --ckpt_path), or pass --run_dir "
-                                            "of an existing run.")
+                    raise FileNotFoundError(
+                        f"There is no checkpoint to resume: {last} does not exist; train first "
+                        f"with `paradis fit {configs}` (without --ckpt_path), or pass --run_dir "
+                        "of an existing run."
+                    )
                 ckpt_path = str(last)
             if Path(ckpt_path).is_file():
                 check_budget_left(self.peek(ckpt_path), ckpt_path, self.trainer)
@@ -172,12 +210,18 @@ class ParadisCLI(CheckpointArgumentsCLI):
             if ckpt_path in (None, "best"):
                 ckpt_path = str(best if best.exists() else last)
                 if not Path(ckpt_path).exists():
-                    raise FileNotFoundError(f"There is no trained checkpoint in {checkpoints}; train one with "
-                                            f"`paradis fit {configs}`, or pass --ckpt_path FILE.")
+                    raise FileNotFoundError(
+                        f"There is no trained checkpoint in {checkpoints}; train one with "
+                        f"`paradis fit {configs}`, or pass --ckpt_path FILE."
+                    )
             elif ckpt_path == "last":
                 ckpt_path = str(last)
-        check_class(self.peek(ckpt_path), ckpt_path, [qualified_name(type(self.model))],
-                    hint="use the config the checkpoint was trained with.")
+        check_class(
+            self.peek(ckpt_path),
+            ckpt_path,
+            [qualified_name(type(self.model))],
+            hint="use the config the checkpoint was trained with.",
+        )
         return ckpt_path
 
     def run_safely(self, subcommand: str, **kwargs: Any) -> None:
@@ -199,12 +243,16 @@ class ParadisCLI(CheckpointArgumentsCLI):
                 guard.undo()  # e.g. the data module's setup found no data: leave the run folder as it was
             raise
         if subcommand == "fit" and self.trainer.is_global_zero:
-            print(f"\nRun folder: {self.run_dir}\n  checkpoints: {self.run_dir / CHECKPOINT_DIR}\n"
-                  f"  TensorBoard: tensorboard --logdir {self.run_dir.parent}", file=sys.stderr)
+            print(
+                f"\nRun folder: {self.run_dir}\n  checkpoints: {self.run_dir / CHECKPOINT_DIR}\n"
+                f"  TensorBoard: tensorboard --logdir {self.run_dir.parent}",
+                file=sys.stderr,
+            )
 
     # LightningCLI runs `self.<subcommand>(**its arguments)` when the CLI has such a method, else the Trainer's.
-    fit, validate, test, predict = map(functools.partial(functools.partialmethod, run_safely),
-                                       ("fit", "validate", "test", "predict"))
+    fit, validate, test, predict = map(
+        functools.partial(functools.partialmethod, run_safely), ("fit", "validate", "test", "predict")
+    )
 
 
 def check_max_time(value: Any) -> None:
@@ -214,8 +262,10 @@ def check_max_time(value: Any) -> None:
     try:
         Timer(duration=value)
     except MisconfigurationException:
-        raise ValueError(f"--trainer.max_time '{value}' is not a duration; write DD:HH:MM:SS with two digits each, "
-                         "e.g. 00:01:30:00 for 90 minutes.") from None
+        raise ValueError(
+            f"--trainer.max_time '{value}' is not a duration; write DD:HH:MM:SS with two digits each, "
+            "e.g. 00:01:30:00 for 90 minutes."
+        ) from None
 
 
 def config_files(args: list[str]) -> list[str]:
@@ -224,7 +274,7 @@ def config_files(args: list[str]) -> list[str]:
     return found + [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
 
 
-def data_class_names(data: LightningDataModule) -> Optional[list[str]]:  # (`--help` names the link by it)
+def data_class_names(data: LightningDataModule) -> list[str] | None:  # (`--help` names the link by it)
     return getattr(data, "class_names", None)
 
 
@@ -240,7 +290,7 @@ def user_error_message(err: BaseException) -> str:
         err = inner
 
 
-def main(args: Optional[list[str]] = None) -> None:
+def main(args: list[str] | None = None) -> None:
     prepare_process(console=args is None)  # quiet libraries, no NVML probe without a GPU, gc.freeze()
     try:
         ParadisCLI(args=args)

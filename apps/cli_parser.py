@@ -10,7 +10,7 @@ import importlib
 import inspect
 import re
 import sys
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -30,7 +30,7 @@ class ParadisParser(LightningArgumentParser):
         kwargs.setdefault("allow_abbrev", False)  # `--trainer.max_epoch 3` must not silently mean max_epochs
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str, ex: Optional[Exception] = None):
+    def error(self, message: str, ex: Exception | None = None):
         if match := LITERAL_ERROR.search(message):
             key, choices, value = match.group(1), ast.literal_eval(match.group(2)), match.group(3)
             message = f"Unknown {key} '{value}'; choose one of: {', '.join(map(str, choices))}."
@@ -40,15 +40,19 @@ class ParadisParser(LightningArgumentParser):
             raise ValueError(sentence)
         super().error(message, ex)
 
-    def one_sentence(self, message: str) -> Optional[str]:
+    def one_sentence(self, message: str) -> str | None:
         """The sentence for an unknown option or a value of the wrong type (None: leave jsonargparse's message)."""
         help_hint = "`--help` lists the options"
         if match := NOT_ACCEPTED.search(message):
             section, class_path, name = match.groups()
             options = [f"--{section}.{p}" for p in init_parameters(class_path)]
-            return unknown_option(f"--{section}.{name}", options, f"{class_path.rsplit('.', 1)[-1]} takes no such option; {help_hint}")
+            return unknown_option(
+                f"--{section}.{name}", options, f"{class_path.rsplit('.', 1)[-1]} takes no such option; {help_hint}"
+            )
         if match := UNRECOGNIZED.search(message):
-            return unknown_option(match.group(1).split("=", 1)[0], re.findall(r"--[\w.]+", self.format_usage()), help_hint)
+            return unknown_option(
+                match.group(1).split("=", 1)[0], re.findall(r"--[\w.]+", self.format_usage()), help_hint
+            )
         if match := WRONG_TYPE.search(message):
             key, expected, value = match.groups()
             return f"--{key} expects {'an' if expected[0] in 'aeiou' else 'a'} {expected}, got '{value.strip()}'; fix the value."
@@ -71,6 +75,6 @@ def unknown_option(given: str, options: Iterable[str], hint: str) -> str:
     return f"Unknown option {given}{suggestion} ({hint})."
 
 
-def requested_subcommand(args: Optional[list[str]], names: Iterable[str]) -> Optional[str]:
+def requested_subcommand(args: list[str] | None, names: Iterable[str]) -> str | None:
     """The first argument that names a subcommand (None for `paradis --help` and the like)."""
     return next((arg for arg in (sys.argv[1:] if args is None else args) if arg in names), None)

@@ -18,7 +18,6 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 from apps.cli import USER_ERRORS
 from lightning_modules.ddpm import DDPM
@@ -35,7 +34,7 @@ def load_ddpm(ckpt: str | Path, raw: bool = False) -> DDPM:
     return module_from_checkpoint(DDPM, checkpoint, "current_model_state" if raw else "state_dict").eval()
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m apps.export_ddpm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, help="a .ckpt written by `paradis fit` with a DDPM config")
     parser.add_argument("--out", required=True, help="output folder for the diffusers pipeline")
@@ -48,7 +47,9 @@ def main(argv: Optional[list[str]] = None) -> None:
             raise
         print(f"export_ddpm: error: {err}", file=sys.stderr)
         sys.exit(2)
-    print(f"{'Raw' if args.raw else 'EMA'} pipeline written to {path}; load it with DDPMPipeline.from_pretrained({str(path)!r})")
+    print(
+        f"{'Raw' if args.raw else 'EMA'} pipeline written to {path}; load it with DDPMPipeline.from_pretrained({str(path)!r})"
+    )
 
 
 if __name__ == "__main__":

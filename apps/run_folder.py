@@ -71,9 +71,15 @@ def reliability_callbacks(callbacks: list, run_dir: Path, model: Any, intervals:
     added: list = [kind() for kind in (ExactResume, DivergenceGuard) if not any(isinstance(c, kind) for c in callbacks)]
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
         folder = run_dir / CHECKPOINT_DIR
-        best = ModelCheckpoint(dirpath=folder, filename="best", monitor=getattr(model, "monitor", None),
-                               mode=getattr(model, "monitor_mode", "min"), save_top_k=1, auto_insert_metric_name=False,
-                               enable_version_counter=False)
+        best = ModelCheckpoint(
+            dirpath=folder,
+            filename="best",
+            monitor=getattr(model, "monitor", None),
+            mode=getattr(model, "monitor_mode", "min"),
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
         added += [best, RunCheckpoint(folder, intervals.get("every_n_minutes"), intervals.get("every_n_steps") or 0)]
     return added
 
@@ -83,11 +89,15 @@ def check_budget_left(checkpoint: dict, ckpt_path: str, trainer: Trainer) -> Non
     epochs, steps = progress(checkpoint)
     max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
     if max_steps is not None and max_steps != -1 and steps >= max_steps:
-        raise ValueError(f"{ckpt_path} has already reached step {steps} and --trainer.max_steps is {max_steps}; "
-                         f"pass a larger --trainer.max_steps (e.g. {steps + max(1, steps)}) to train on.")
+        raise ValueError(
+            f"{ckpt_path} has already reached step {steps} and --trainer.max_steps is {max_steps}; "
+            f"pass a larger --trainer.max_steps (e.g. {steps + max(1, steps)}) to train on."
+        )
     if max_epochs is not None and max_epochs != -1 and epochs >= max_epochs:
-        raise ValueError(f"{ckpt_path} has already trained {epochs} epoch(s) and --trainer.max_epochs is "
-                         f"{max_epochs}; pass a larger --trainer.max_epochs (e.g. {epochs + 1}) to train on.")
+        raise ValueError(
+            f"{ckpt_path} has already trained {epochs} epoch(s) and --trainer.max_epochs is "
+            f"{max_epochs}; pass a larger --trainer.max_epochs (e.g. {epochs + 1}) to train on."
+        )
 
 
 def exit_stopped(trainer: Trainer) -> None:
@@ -97,6 +107,9 @@ def exit_stopped(trainer: Trainer) -> None:
     reason = (checkpoint.stop_reason if checkpoint else None) or "SIGTERM"
     if trainer.is_global_zero:
         where = f"{checkpoint.last_path} holds it" if checkpoint else "no last.ckpt is written by this config"
-        print(f"paradis: stopped by {reason} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
-              f"{where}: resume with `--ckpt_path last`.", file=sys.stderr)
+        print(
+            f"paradis: stopped by {reason} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+            f"{where}: resume with `--ckpt_path last`.",
+            file=sys.stderr,
+        )
     sys.exit(128 + (signal.SIGINT if reason == "Ctrl-C" else signal.SIGTERM))

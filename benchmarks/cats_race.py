@@ -47,19 +47,20 @@ def ema_decay(decay: float):
         for callback in config["trainer"]["callbacks"]:
             if callback["class_path"].endswith("EMA"):
                 callback["init_args"]["decay"] = decay
+
     return edit
 
 
 # name -> changes to configs/ddpm_cats32_cpu.yaml: {"section.key": value} or a function of the config dict
 RECIPES: dict[str, dict] = {
-    "base": {},                                                     # v-prediction, cosine betas, lr 2e-3, batch 64
+    "base": {},  # v-prediction, cosine betas, lr 2e-3, batch 64
     "epsilon": {"model.prediction_type": "epsilon"},
     "minsnr5": {"model.snr_gamma": 5.0},
     "lr1e-3": {"model.lr": 0.001},
     "lr4e-3": {"model.lr": 0.004},
     "batch32": {"data.batch_size": 32},
     "ema0.999": {"ema": ema_decay(0.999)},
-    "deep2": {"model.num_res_blocks": 2},                           # 2 ResNet blocks per level (~1.7x a step)
+    "deep2": {"model.num_res_blocks": 2},  # 2 ResNet blocks per level (~1.7x a step)
     "wide48": {"model.model_channels": 48, "model.attention_head_dim": 48},
 }
 
@@ -111,8 +112,15 @@ def run(args) -> None:
     folder = Path(args.root) / args.recipe
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "race.json"
-    log = json.loads(log_path.read_text()) if log_path.exists() else {"recipe": args.recipe, "changes": {
-        k: (v if not callable(v) else v.__qualname__) for k, v in RECIPES[args.recipe].items()}, "marks": []}
+    log = (
+        json.loads(log_path.read_text())
+        if log_path.exists()
+        else {
+            "recipe": args.recipe,
+            "changes": {k: (v if not callable(v) else v.__qualname__) for k, v in RECIPES[args.recipe].items()},
+            "marks": [],
+        }
+    )
     spent = log["marks"][-1]["cpu_s"] if log["marks"] else 0.0
     if spent >= args.minutes * 60:
         print(f"{args.recipe} already has {spent / 60:.1f} CPU minutes")
@@ -120,8 +128,17 @@ def run(args) -> None:
     config_path = folder / "recipe.yaml"
     config_path.write_text(yaml.safe_dump(recipe_config(args.recipe)))
     RaceCLI.budget = CPUBudget(args.minutes * 60, spent, args.steps)
-    cmd = ["fit", "--config", str(config_path), "--data.data_dir", str(args.photos), "--run_dir", str(folder / "run"),
-           "--trainer.enable_progress_bar", "false"]
+    cmd = [
+        "fit",
+        "--config",
+        str(config_path),
+        "--data.data_dir",
+        str(args.photos),
+        "--run_dir",
+        str(folder / "run"),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     if log["marks"]:
         cmd += ["--ckpt_path", "last"]
     wall = time.perf_counter()
@@ -133,10 +150,18 @@ def run(args) -> None:
         shutil.copy(grids[-1], folder / f"grid_{minutes}.png")
     trainer = cli.trainer
     batch = cli.datamodule.batch_size
-    log["marks"].append({"minutes": minutes, "budget": f"{args.steps} steps" if args.steps else "CPU time", "cpu_s": round(RaceCLI.budget.used(), 1),
-                         "wall_s": round(time.perf_counter() - wall, 1), "steps": trainer.global_step,
-                         "epochs": trainer.current_epoch, "images_seen": trainer.global_step * batch,
-                         "val_loss": float(trainer.callback_metrics.get("val/loss", float("nan")))})
+    log["marks"].append(
+        {
+            "minutes": minutes,
+            "budget": f"{args.steps} steps" if args.steps else "CPU time",
+            "cpu_s": round(RaceCLI.budget.used(), 1),
+            "wall_s": round(time.perf_counter() - wall, 1),
+            "steps": trainer.global_step,
+            "epochs": trainer.current_epoch,
+            "images_seen": trainer.global_step * batch,
+            "val_loss": float(trainer.callback_metrics.get("val/loss", float("nan"))),
+        }
+    )
     log_path.write_text(json.dumps(log, indent=2))
     print(json.dumps(log["marks"][-1]))
 
@@ -167,9 +192,13 @@ def main(argv: list[str] | None = None) -> None:
     run_parser = sub.add_parser("run")
     run_parser.add_argument("recipe", choices=sorted(RECIPES))
     run_parser.add_argument("--minutes", type=float, required=True, help="CPU minutes of training in all")
-    run_parser.add_argument("--steps", type=int, help="stop at the first epoch end past this many optimizer steps "
-                            "instead of --minutes of CPU (the mark keeps the name of --minutes): for recipes that "
-                            "cost what `base` costs per step, equal steps are an equal budget whatever the load")
+    run_parser.add_argument(
+        "--steps",
+        type=int,
+        help="stop at the first epoch end past this many optimizer steps "
+        "instead of --minutes of CPU (the mark keeps the name of --minutes): for recipes that "
+        "cost what `base` costs per step, equal steps are an equal budget whatever the load",
+    )
     run_parser.add_argument("--photos", default=str(PHOTOS))
     run_parser.add_argument("--root", default=str(ROOT.parent / "race"))
     sub.add_parser("list")

@@ -39,7 +39,6 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,8 +55,10 @@ from paradis.bundled import BUNDLED, PINNED_SHA256  # noqa: E402
 from paradis.checkpoint import read_checkpoint  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "data" / "cats128"
-FEATURES = (f"{BUNDLED['fid_inception'][2]} {BUNDLED['fid_inception'][1]} (SHA-256 "
-            f"{PINNED_SHA256['fid_inception'][:16]}...): 2048-d pool features, 299 px TF bilinear resize")
+FEATURES = (
+    f"{BUNDLED['fid_inception'][2]} {BUNDLED['fid_inception'][1]} (SHA-256 "
+    f"{PINNED_SHA256['fid_inception'][:16]}...): 2048-d pool features, 299 px TF bilinear resize"
+)
 
 
 class Given(torch.nn.Identity):
@@ -88,8 +89,15 @@ def scores(real: torch.Tensor, fake: torch.Tensor, subset_size: int, subsets: in
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         kid_mean, kid_std = kid.compute()
-    return {"fid": frechet_distance(real, fake), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
-            "kid_subset_size": subset_size, "kid_subsets": subsets, "n_real": len(real), "n_fake": len(fake)}
+    return {
+        "fid": frechet_distance(real, fake),
+        "kid_mean": float(kid_mean),
+        "kid_std": float(kid_std),
+        "kid_subset_size": subset_size,
+        "kid_subsets": subsets,
+        "n_real": len(real),
+        "n_fake": len(fake),
+    }
 
 
 def photo_key(photos: Path, size: int, channels: int) -> str:
@@ -102,8 +110,9 @@ def photo_key(photos: Path, size: int, channels: int) -> str:
     return digest.hexdigest()
 
 
-def real_features(extractor: FIDInception, photos: Path, size: int, channels: int, cache_dir: Path,
-                  batch: int) -> tuple[torch.Tensor, float]:
+def real_features(
+    extractor: FIDInception, photos: Path, size: int, channels: int, cache_dir: Path, batch: int
+) -> tuple[torch.Tensor, float]:
     """The photos' features (from the cache when it matches) and the seconds spent computing them."""
     cache = cache_dir / f"real_features_{size}px_{channels}ch.pt"
     key = photo_key(photos, size, channels)
@@ -128,18 +137,22 @@ def sample_features(module: DDPM, extractor: FIDInception, args) -> tuple[torch.
     found = []
     for drawn in range(0, args.n, args.batch):
         start = time.perf_counter()
-        images = module.sample(min(args.batch, args.n - drawn), steps=args.steps, sampler=args.sampler,
-                               generator=generator)
+        images = module.sample(
+            min(args.batch, args.n - drawn), steps=args.steps, sampler=args.sampler, generator=generator
+        )
         middle = time.perf_counter()
         found.append(features(extractor, images, args.feature_batch))
         sample_seconds += middle - start
         feature_seconds += time.perf_counter() - middle
-        print(f"  {drawn + len(images)}/{args.n} samples ({sample_seconds:.0f} s sampling, "
-              f"{feature_seconds:.0f} s features)", flush=True)
+        print(
+            f"  {drawn + len(images)}/{args.n} samples ({sample_seconds:.0f} s sampling, "
+            f"{feature_seconds:.0f} s features)",
+            flush=True,
+        )
     return torch.cat(found), sample_seconds, feature_seconds
 
 
-def config_hparams(args) -> Optional[dict]:
+def config_hparams(args) -> dict | None:
     """The DDPM hyper-parameters of `--config` or of the first checkpoint (None without either)."""
     if args.config:
         model = yaml.safe_load(Path(args.config).read_text())["model"]
@@ -164,10 +177,19 @@ def run(args) -> list[dict]:
         hp = module.hparams
         real, real_seconds = reals(hp.sample_size, hp.in_channels)
         fake, sample_seconds, feature_seconds = sample_features(module.eval(), extractor, args)
-        return {"name": name, **common, "size": hp.sample_size, "sampler": args.sampler, "steps": args.steps,
-                **scores(real, fake, args.kid_subset_size, args.kid_subsets, args.seed),
-                "seconds": {"photo_features": round(real_seconds, 1), "sampling": round(sample_seconds, 1),
-                            "sample_features": round(feature_seconds, 1)}}
+        return {
+            "name": name,
+            **common,
+            "size": hp.sample_size,
+            "sampler": args.sampler,
+            "steps": args.steps,
+            **scores(real, fake, args.kid_subset_size, args.kid_subsets, args.seed),
+            "seconds": {
+                "photo_features": round(real_seconds, 1),
+                "sampling": round(sample_seconds, 1),
+                "sample_features": round(feature_seconds, 1),
+            },
+        }
 
     if args.floor:
         hparams = config_hparams(args) or {}
@@ -177,15 +199,24 @@ def run(args) -> list[dict]:
         real, real_seconds = reals(size, hparams.get("in_channels", 3))
         order = torch.randperm(len(real), generator=torch.Generator().manual_seed(args.seed))
         half = len(real) // 2
-        results.append({"name": f"floor_{size}px", **common, "size": size,
-                        **scores(real[order[:half]], real[order[half : 2 * half]], args.kid_subset_size,
-                                 args.kid_subsets, args.seed),
-                        "seconds": {"photo_features": round(real_seconds, 1)}})
+        results.append(
+            {
+                "name": f"floor_{size}px",
+                **common,
+                "size": size,
+                **scores(
+                    real[order[:half]], real[order[half : 2 * half]], args.kid_subset_size, args.kid_subsets, args.seed
+                ),
+                "seconds": {"photo_features": round(real_seconds, 1)},
+            }
+        )
         report(results[-1], out)
     if args.ceiling:
         hparams = config_hparams(args)
         if hparams is None:
-            raise SystemExit("cats_score: error: --ceiling needs a checkpoint or --config for the U-Net's configuration.")
+            raise SystemExit(
+                "cats_score: error: --ceiling needs a checkpoint or --config for the U-Net's configuration."
+            )
         torch.manual_seed(args.seed)
         untrained = DDPM(**hparams).to(args.device)
         results.append(generated(f"ceiling_{Path(args.config or args.checkpoints[0]).stem}", untrained))
@@ -198,16 +229,19 @@ def run(args) -> list[dict]:
 
 def report(result: dict, out: Path) -> None:
     """Print one line and merge the result into the JSON file `out` (same name: replaced)."""
-    print(f"{result['name']}: KID {result['kid_mean'] * 1e3:.2f} ± {result['kid_std'] * 1e3:.2f} x 1e-3 "
-          f"(subsets of {result['kid_subset_size']}), FID {result['fid']:.2f} "
-          f"({result['n_fake']} vs {result['n_real']} images at {result['size']} px); {result['seconds']}", flush=True)
+    print(
+        f"{result['name']}: KID {result['kid_mean'] * 1e3:.2f} ± {result['kid_std'] * 1e3:.2f} x 1e-3 "
+        f"(subsets of {result['kid_subset_size']}), FID {result['fid']:.2f} "
+        f"({result['n_fake']} vs {result['n_real']} images at {result['size']} px); {result['seconds']}",
+        flush=True,
+    )
     previous = json.loads(out.read_text()) if out.is_file() else []
     merged = [r for r in previous if r.get("name") != result["name"]] + [result]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(merged, indent=1) + "\n")
 
 
-def main(argv: Optional[list[str]] = None) -> list[dict]:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python benchmarks/cats_score.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="*", help="DDPM .ckpt files written by `paradis fit`")
     parser.add_argument("--photos", default=str(PHOTOS), help="folder of real photos (default: %(default)s)")
@@ -217,12 +251,18 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     parser.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
     parser.add_argument("--seed", type=int, default=0, help="samples, KID subsets, halves, init (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=100, help="images per sample() call (default: %(default)s)")
-    parser.add_argument("--feature-batch", type=int, default=50, help="images per Inception call (default: %(default)s)")
-    parser.add_argument("--kid-subset-size", type=int, default=1000, help="capped at the smaller side (default: %(default)s)")
+    parser.add_argument(
+        "--feature-batch", type=int, default=50, help="images per Inception call (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--kid-subset-size", type=int, default=1000, help="capped at the smaller side (default: %(default)s)"
+    )
     parser.add_argument("--kid-subsets", type=int, default=100, help="(default: %(default)s)")
     parser.add_argument("--floor", action="store_true", help="score the photos against themselves (two halves)")
     parser.add_argument("--ceiling", action="store_true", help="score an untrained U-Net of the same configuration")
-    parser.add_argument("--config", help="a paradis config whose model.init_args define the U-Net (for --ceiling/--floor)")
+    parser.add_argument(
+        "--config", help="a paradis config whose model.init_args define the U-Net (for --ceiling/--floor)"
+    )
     parser.add_argument("--size", type=int, help="photo size for --floor without a checkpoint or --config")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")

@@ -36,19 +36,30 @@ from lightning_modules.ddpm import DDPM  # noqa: E402
 
 UNETS = {
     # tests/configs/ddpm_tiny.yaml
-    "tiny": dict(model_channels=16, channel_mult=[1, 2], num_res_blocks=1, attention_resolutions=[16], attention_head_dim=16),
+    "tiny": dict(
+        model_channels=16, channel_mult=[1, 2], num_res_blocks=1, attention_resolutions=[16], attention_head_dim=16
+    ),
     # configs/ddpm_silhouettes.yaml
-    "silhouettes": dict(model_channels=32, channel_mult=[1, 2, 2], num_res_blocks=1, attention_resolutions=[8],
-                        attention_head_dim=32),
+    "silhouettes": dict(
+        model_channels=32, channel_mult=[1, 2, 2], num_res_blocks=1, attention_resolutions=[8], attention_head_dim=32
+    ),
     # configs/ddpm_cats32_cpu.yaml (photos at 32 px on CPU)
-    "cats32": dict(model_channels=32, channel_mult=[1, 2, 3, 4], num_res_blocks=1, attention_resolutions=[8],
-                   attention_head_dim=32),
+    "cats32": dict(
+        model_channels=32, channel_mult=[1, 2, 3, 4], num_res_blocks=1, attention_resolutions=[8], attention_head_dim=32
+    ),
     # issue 11's calibration net: 64 ch x [1, 2, 2] (4.4M), ~25 images/s, colour blobs after 10 min
-    "calib64": dict(model_channels=64, channel_mult=[1, 2, 2], num_res_blocks=1, attention_resolutions=[8],
-                    attention_head_dim=64),
+    "calib64": dict(
+        model_channels=64, channel_mult=[1, 2, 2], num_res_blocks=1, attention_resolutions=[8], attention_head_dim=64
+    ),
     # configs/ddpm_cats.yaml (the seed's), here at 32 px: attention at 16x16 is the second level
-    "seed": dict(model_channels=192, channel_mult=[1, 2, 3, 4], num_res_blocks=2, attention_resolutions=[16],
-                 attention_head_dim=64, dropout=0.1),
+    "seed": dict(
+        model_channels=192,
+        channel_mult=[1, 2, 3, 4],
+        num_res_blocks=2,
+        attention_resolutions=[16],
+        attention_head_dim=64,
+        dropout=0.1,
+    ),
 }
 CATS128 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats128"
 
@@ -104,9 +115,16 @@ def lightning_run(unet: str, images: torch.Tensor, batch_size: int, steps: int, 
     data.val_fraction = 0.01
     timer = StepTimer(warmup)
     callbacks = [timer] + ([EMA(decay=0.999)] if ema else [])
-    trainer = Trainer(accelerator="cpu", max_steps=warmup + steps, limit_val_batches=0, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      callbacks=callbacks)
+    trainer = Trainer(
+        accelerator="cpu",
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
     trainer.fit(module, data)
     return rates(timer.images, timer.start, timer.end)
 
@@ -117,8 +135,13 @@ def plain_run(unet: str, images: torch.Tensor, batch_size: int, steps: int, warm
     model, scheduler = module.unet.train(), module.noise_scheduler
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 10))
-    average = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=None,
-                                                  avg_fn=torch.optim.swa_utils.get_ema_avg_fn(0.999)) if ema else None
+    average = (
+        torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=None, avg_fn=torch.optim.swa_utils.get_ema_avg_fn(0.999)
+        )
+        if ema
+        else None
+    )
     train = images[: len(images) - max(1, round(len(images) * 0.01))]
     done, start, count = 0, (0.0, 0.0), 0
     while done < warmup + steps:
@@ -148,19 +171,23 @@ def plain_run(unet: str, images: torch.Tensor, batch_size: int, steps: int, warm
 def bench_train(args) -> None:
     images = images_for(args.unet)
     params = sum(p.numel() for p in make_module(args.unet, images.shape[1]).unet.parameters())
-    print(f"U-Net '{args.unet}': {params / 1e6:.2f}M parameters, images {tuple(images.shape)}, batch {args.batch_size}, "
-          f"{args.steps} timed steps after {args.warmup}, torch threads {torch.get_num_threads()}")
+    print(
+        f"U-Net '{args.unet}': {params / 1e6:.2f}M parameters, images {tuple(images.shape)}, batch {args.batch_size}, "
+        f"{args.steps} timed steps after {args.warmup}, torch threads {torch.get_num_threads()}"
+    )
     results = {"lightning": [], "plain": []}
     runs = {"lightning": lightning_run, "plain": plain_run}
     for r in range(args.repeats):
-        for name in (("lightning", "plain") if r % 2 == 0 else ("plain", "lightning")):  # ABBA: cancels drift
+        for name in ("lightning", "plain") if r % 2 == 0 else ("plain", "lightning"):  # ABBA: cancels drift
             results[name].append(runs[name](args.unet, images, args.batch_size, args.steps, args.warmup, args.ema))
             wall, cpu = results[name][-1]
             print(f"  repeat {r + 1} {name:9s}: {wall:.3g} img/s wall, {cpu:.3g} img/CPU-s")
     (wall_l, cpu_l), (wall_p, cpu_p) = (tuple(max(v) for v in zip(*results[k])) for k in ("lightning", "plain"))
-    print(f"RESULT train unet={args.unet} ema={args.ema} batch={args.batch_size}: best of {args.repeats}: "
-          f"lightning {wall_l:.3g} img/s ({cpu_l:.3g} img/CPU-s), plain {wall_p:.3g} img/s ({cpu_p:.3g} img/CPU-s), "
-          f"ratio wall {wall_l / wall_p:.3f}, CPU {cpu_l / cpu_p:.3f}")
+    print(
+        f"RESULT train unet={args.unet} ema={args.ema} batch={args.batch_size}: best of {args.repeats}: "
+        f"lightning {wall_l:.3g} img/s ({cpu_l:.3g} img/CPU-s), plain {wall_p:.3g} img/s ({cpu_p:.3g} img/CPU-s), "
+        f"ratio wall {wall_l / wall_p:.3f}, CPU {cpu_l / cpu_p:.3f}"
+    )
 
 
 def bench_sample(args) -> None:
@@ -171,11 +198,15 @@ def bench_sample(args) -> None:
         images = module.sample(args.n, steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(0))
         times[sampler] = time.perf_counter() - start
         assert images.shape[0] == args.n
-        print(f"  {sampler} {steps} steps, {args.n} images: {times[sampler]:.1f} s ({times[sampler] / steps * 1000:.0f} ms/step)")
+        print(
+            f"  {sampler} {steps} steps, {args.n} images: {times[sampler]:.1f} s ({times[sampler] / steps * 1000:.0f} ms/step)"
+        )
     ddpm_full = times["ddpm"] * 1000 / args.ddpm_steps
     note = "" if args.ddpm_steps == 1000 else f" (DDPM 1000 extrapolated from {args.ddpm_steps} steps)"
-    print(f"RESULT sample unet={args.unet} n={args.n}: DDIM {args.ddim_steps} {times['ddim']:.1f} s, "
-          f"DDPM 1000 {ddpm_full:.1f} s, speed-up {ddpm_full / times['ddim']:.1f}x{note}")
+    print(
+        f"RESULT sample unet={args.unet} n={args.n}: DDIM {args.ddim_steps} {times['ddim']:.1f} s, "
+        f"DDPM 1000 {ddpm_full:.1f} s, speed-up {ddpm_full / times['ddim']:.1f}x{note}"
+    )
 
 
 def plot_losses(args) -> None:
@@ -189,8 +220,11 @@ def plot_losses(args) -> None:
     events = EventAccumulator(str(args.run_dir), size_guidance={"scalars": 0})
     events.Reload()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for tag, style in (("train/loss_step", dict(alpha=0.35, lw=1)), ("train/loss_epoch", dict(marker="o")),
-                       ("val/loss", dict(marker="s"))):
+    for tag, style in (
+        ("train/loss_step", dict(alpha=0.35, lw=1)),
+        ("train/loss_epoch", dict(marker="o")),
+        ("val/loss", dict(marker="s")),
+    ):
         if tag in events.Tags()["scalars"]:
             points = events.Scalars(tag)
             ax.plot([p.step for p in points], [p.value for p in points], label=tag, **style)
@@ -234,8 +268,10 @@ def bench_ema(args) -> None:
 
     step_s, ema_s = best(step), best(lambda: ema.update_parameters(module))
     params = sum(p.numel() for p in module.parameters()) / 1e6
-    print(f"RESULT ema unet={args.unet} ({params:.1f}M params) batch={args.batch_size}: step {step_s * 1000:.1f} ms, "
-          f"EMA update {ema_s * 1000:.2f} ms ({100 * ema_s / step_s:.1f} % of a step), CPU time")
+    print(
+        f"RESULT ema unet={args.unet} ({params:.1f}M params) batch={args.batch_size}: step {step_s * 1000:.1f} ms, "
+        f"EMA update {ema_s * 1000:.2f} ms ({100 * ema_s / step_s:.1f} % of a step), CPU time"
+    )
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ def photograph(ink: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
 
     ys, xs = np.mgrid[0:frame_h, 0:frame_w].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * xs / frame_w + np.sin(angle) * ys / frame_h)
+    ramp = np.cos(angle) * xs / frame_w + np.sin(angle) * ys / frame_h
     ramp = (ramp - ramp.min()) / max(ramp.max() - ramp.min(), 1e-6)
     light = 1.0 - rng.uniform(0.0, 0.55) * ramp  # lighting gradient
     if rng.random() < 0.5:  # a soft shadow across one part of the page
@@ -177,16 +177,30 @@ def main() -> None:
                     labels.append(digit)
         sets["(b) printed, installed fonts"] = (files, torch.tensor(labels))
         generated = time.perf_counter() - start
-        rows = [("clean MNIST test (10k)", "-", {m: accuracy(model, test_images, test_labels) for m, model in models.items()})]
+        rows = [
+            (
+                "clean MNIST test (10k)",
+                "-",
+                {m: accuracy(model, test_images, test_labels) for m, model in models.items()},
+            )
+        ]
         timings = {}
         for name, (files, labels) in sets.items():
             for label, function in (("main", preprocess_digit_main), ("digits.py", preprocess_digit)):
                 start = time.perf_counter()
                 images = prepare(files, function)
                 timings[label] = timings.get(label, 0.0) + time.perf_counter() - start
-                rows.append((f"{name} ({len(files)})", label, {m: accuracy(model, images, labels) for m, model in models.items()}))
-    print(f"{len(fonts)} fonts; generation {generated:.0f} s; preprocessing " +
-          ", ".join(f"{k} {1000 * v / sum(len(s[0]) for s in sets.values()):.1f} ms/image" for k, v in timings.items()))
+                rows.append(
+                    (
+                        f"{name} ({len(files)})",
+                        label,
+                        {m: accuracy(model, images, labels) for m, model in models.items()},
+                    )
+                )
+    print(
+        f"{len(fonts)} fonts; generation {generated:.0f} s; preprocessing "
+        + ", ".join(f"{k} {1000 * v / sum(len(s[0]) for s in sets.values()):.1f} ms/image" for k, v in timings.items())
+    )
     print("| set | preprocessing | " + " | ".join(models) + " |")
     print("|---|---|" + "---:|" * len(models))
     for name, label, acc in rows:

@@ -48,8 +48,14 @@ def cats64_config(ctx: dict, ema_from_step: int | None = None) -> dict:
             callback["init_args"].update(n=4, steps=2)
     if ctx["dry"]:  # a 16 px, 16-channel U-Net on CPU
         config["trainer"].update(accelerator="cpu")
-        config["model"]["init_args"].update(sample_size=16, model_channels=16, channel_mult=[1, 2], attention_resolutions=[8],
-                                            attention_head_dim=16, sample_steps=2)
+        config["model"]["init_args"].update(
+            sample_size=16,
+            model_channels=16,
+            channel_mult=[1, 2],
+            attention_resolutions=[8],
+            attention_head_dim=16,
+            sample_steps=2,
+        )
         config["data"]["init_args"].update(image_size=16, load_size=18, batch_size=4, eval_batch_size=4)
     return config
 
@@ -68,15 +74,30 @@ class ClockedCLI(ParadisCLI):
         return trainer
 
 
-def paradis_fit(ctx: dict, config: dict, run_dir: Path, *overrides: str, extra: list = (), without_guard=False) -> ClockedCLI:
+def paradis_fit(
+    ctx: dict, config: dict, run_dir: Path, *overrides: str, extra: list = (), without_guard=False
+) -> ClockedCLI:
     path = ctx["tmp"] / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(config))
     photos = ctx["photos"] or ctx["noise_photos"]
     ClockedCLI.extra, ClockedCLI.without_guard = list(extra), without_guard
     try:
-        return ClockedCLI(args=["fit", "--config", str(path), "--data.data_dir", str(photos), "--run_dir", str(run_dir),
-                                "--trainer.enable_progress_bar", "false", "--trainer.precision", precision_for(ctx),
-                                *overrides])
+        return ClockedCLI(
+            args=[
+                "fit",
+                "--config",
+                str(path),
+                "--data.data_dir",
+                str(photos),
+                "--run_dir",
+                str(run_dir),
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.precision",
+                precision_for(ctx),
+                *overrides,
+            ]
+        )
     finally:
         ClockedCLI.extra, ClockedCLI.without_guard = [], False
 
@@ -86,13 +107,29 @@ def section_ddpm64(ctx: dict) -> dict:
     warmup, steps = (1, 2) if ctx["dry"] else (10, 30)  # 40 steps < one epoch of ~2,670 photos at batch 64
     config = cats64_config(ctx, ema_from_step=0)
     batch = config["data"]["init_args"]["batch_size"]
-    results = {"precision": precision_for(ctx), "batch_size": batch, "photos": "cat photos" if ctx["photos"] else "noise",
-               "timed_steps": steps}
+    results = {
+        "precision": precision_for(ctx),
+        "batch_size": batch,
+        "photos": "cat photos" if ctx["photos"] else "noise",
+        "timed_steps": steps,
+    }
     for name, without_guard in (("paradis fit", False), ("paradis fit without the divergence guard", True)):
         clock = Clock(warmup, ctx["device"], stop=warmup + steps)
-        paradis_fit(ctx, config, ctx["tmp"] / f"ddpm64-{int(without_guard)}", "--trainer.max_steps", str(warmup + steps),
-                    "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
-                    "--model.export_on_fit_end", "false", extra=[clock], without_guard=without_guard)
+        paradis_fit(
+            ctx,
+            config,
+            ctx["tmp"] / f"ddpm64-{int(without_guard)}",
+            "--trainer.max_steps",
+            str(warmup + steps),
+            "--trainer.limit_val_batches",
+            "0",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--model.export_on_fit_end",
+            "false",
+            extra=[clock],
+            without_guard=without_guard,
+        )
         results[f"{name} images/s"] = round(clock.rate, 1)
         ctx["progress"](results)
     results["bare diffusers loop images/s"] = round(bare64(ctx, config, warmup, steps), 1)
@@ -112,8 +149,16 @@ def bare64(ctx: dict, config: dict, warmup: int, steps: int) -> float:
     device, hp, data = ctx["device"], config["model"]["init_args"], config["data"]["init_args"]
     ema_decay = next(c["init_args"]["decay"] for c in config["trainer"]["callbacks"] if c["class_path"].endswith("EMA"))
     torch.manual_seed(0)
-    unet = make_unet(hp["sample_size"], hp["in_channels"], hp["model_channels"], hp["channel_mult"], hp["num_res_blocks"],
-                     hp["attention_resolutions"], hp["dropout"], hp["attention_head_dim"]).to(device)
+    unet = make_unet(
+        hp["sample_size"],
+        hp["in_channels"],
+        hp["model_channels"],
+        hp["channel_mult"],
+        hp["num_res_blocks"],
+        hp["attention_resolutions"],
+        hp["dropout"],
+        hp["attention_head_dim"],
+    ).to(device)
     if device == "cuda":
         unet = unet.to(memory_format=torch.channels_last)
     ema = AveragedModel(unet, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
@@ -164,9 +209,18 @@ def section_guard16(ctx: dict) -> dict:
             return loss * float("nan") if self.trainer.global_step >= 3 else loss
 
     def fit(model: LightningModule, scaler: torch.amp.GradScaler) -> Trainer:
-        trainer = Trainer(plugins=[MixedPrecision("16-mixed", device, scaler=scaler)], accelerator=device, devices=1,
-                          max_steps=8, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                          enable_progress_bar=False, enable_model_summary=False, callbacks=[DivergenceGuard()])
+        trainer = Trainer(
+            plugins=[MixedPrecision("16-mixed", device, scaler=scaler)],
+            accelerator=device,
+            devices=1,
+            max_steps=8,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[DivergenceGuard()],
+        )
         trainer.fit(model, MNISTDataModule(download=False, batch_size=64, train_subset=1024, val_size=1000))
         return trainer
 
@@ -174,10 +228,16 @@ def section_guard16(ctx: dict) -> dict:
     scaler = torch.amp.GradScaler(device, init_scale=2.0**40)
     model = MNISTClassifier()
     trainer = fit(model, scaler)
-    results = {"overflow: steps run": trainer.global_step, "overflow: final scale": scaler.get_scale(),
-               "overflow: weights finite": all(bool(torch.isfinite(p).all()) for p in model.parameters())}
-    results["overflow ok"] = results["overflow: steps run"] == 8 and results["overflow: final scale"] < 2.0**40 \
+    results = {
+        "overflow: steps run": trainer.global_step,
+        "overflow: final scale": scaler.get_scale(),
+        "overflow: weights finite": all(bool(torch.isfinite(p).all()) for p in model.parameters()),
+    }
+    results["overflow ok"] = (
+        results["overflow: steps run"] == 8
+        and results["overflow: final scale"] < 2.0**40
         and results["overflow: weights finite"]
+    )
     model = NaNAtStep3()
     try:
         fit(model, torch.amp.GradScaler(device))
@@ -201,9 +261,16 @@ def section_train64(ctx: dict) -> dict:
     if ctx["dry"]:
         seconds = 30
     config = cats64_config(ctx)
-    overrides = ["--trainer.max_time", f"00:00:{seconds // 60:02d}:{seconds % 60:02d}",
-                 "--checkpoint.every_n_minutes", "2", "--model.export_on_fit_end", "false",
-                 "--trainer.check_val_every_n_epoch", "25"]  # a validation writes ~1.2 GB of best + last
+    overrides = [
+        "--trainer.max_time",
+        f"00:00:{seconds // 60:02d}:{seconds % 60:02d}",
+        "--checkpoint.every_n_minutes",
+        "2",
+        "--model.export_on_fit_end",
+        "false",
+        "--trainer.check_val_every_n_epoch",
+        "25",
+    ]  # a validation writes ~1.2 GB of best + last
     if ctx["dry"]:
         overrides += ["--trainer.max_steps", "2"]
     if run.exists():
@@ -218,11 +285,16 @@ def section_train64(ctx: dict) -> dict:
         if exit_.code:
             return {"error": f"paradis fit exited with {exit_.code} (its message is above)"}
     trainer = cli.trainer
-    results = {"train_seconds_asked": seconds, "wall_s": round(time.perf_counter() - start, 1),
-               "precision": precision_for(ctx), "steps": trainer.global_step, "epochs": trainer.current_epoch,
-               "images_seen": trainer.global_step * config["data"]["init_args"]["batch_size"],
-               "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if ctx["device"] == "cuda" else None,
-               "last_ckpt": (run / "checkpoints" / "last.ckpt").is_file()}
+    results = {
+        "train_seconds_asked": seconds,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "precision": precision_for(ctx),
+        "steps": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "images_seen": trainer.global_step * config["data"]["init_args"]["batch_size"],
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if ctx["device"] == "cuda" else None,
+        "last_ckpt": (run / "checkpoints" / "last.ckpt").is_file(),
+    }
     grids = sorted((run / "samples").glob("*.png"))
     if grids:
         shutil.copy(grids[-1], out / "cats64_samples.png")
@@ -250,14 +322,20 @@ def ema_samples(ctx: dict, module, out: Path) -> dict:
             break  # out of time: keep the first 1,000
         generator = torch.Generator().manual_seed(first)
         with torch.autocast(ctx["device"], dtype=torch.bfloat16, enabled=bf16):
-            images = module.sample(min(chunk, n - first), steps=2 if ctx["dry"] else 50, sampler="ddim", generator=generator)
+            images = module.sample(
+                min(chunk, n - first), steps=2 if ctx["dry"] else 50, sampler="ddim", generator=generator
+            )
         done.append((images.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
     samples = np.concatenate(done)
     for i, first in enumerate(range(0, len(samples), per_file)):
         np.save(out / f"cats64_samples_{i}.npy", samples[first : first + per_file])
         files.append(f"cats64_samples_{i}.npy")
-    return {"ema_samples": len(samples), "sample_files": files, "sampling_s": round(time.perf_counter() - start, 1),
-            "sampling": f"DDIM 50 steps, eta 0, a seed per chunk of {chunk}, {'bf16 autocast' if bf16 else 'fp32'}"}
+    return {
+        "ema_samples": len(samples),
+        "sample_files": files,
+        "sampling_s": round(time.perf_counter() - start, 1),
+        "sampling": f"DDIM 50 steps, eta 0, a seed per chunk of {chunk}, {'bf16 autocast' if bf16 else 'fp32'}",
+    }
 
 
 def has_ema(trainer: Trainer) -> bool:

@@ -49,8 +49,8 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -84,9 +84,20 @@ def peak_gib(device: str) -> float | None:
 
 
 def quick_trainer(device: str, precision: str, steps: int, callbacks: list, **kwargs) -> Trainer:
-    return Trainer(accelerator=device, devices=1, precision=precision, max_steps=steps, limit_val_batches=0,
-                   num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, callbacks=callbacks, **kwargs)
+    return Trainer(
+        accelerator=device,
+        devices=1,
+        precision=precision,
+        max_steps=steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        **kwargs,
+    )
 
 
 def write_photos(folder: Path, n: int, size: int) -> Path:
@@ -129,8 +140,18 @@ def section_tasks(ctx: dict) -> dict:
     tasks: dict[str, Callable] = {
         "mnist mlp": lambda: (MNISTClassifier(arch="mlp"), mnist),
         "mnist cnn": lambda: (MNISTClassifier(arch="cnn"), mnist),
-        "ddpm": lambda: (DDPM(sample_size=32, in_channels=3, model_channels=16 if dry else 64, channel_mult=(1, 2),
-                              attention_resolutions=(16,), attention_head_dim=16, export_on_fit_end=False), photos),
+        "ddpm": lambda: (
+            DDPM(
+                sample_size=32,
+                in_channels=3,
+                model_channels=16 if dry else 64,
+                channel_mult=(1, 2),
+                attention_resolutions=(16,),
+                attention_head_dim=16,
+                export_on_fit_end=False,
+            ),
+            photos,
+        ),
         "text lora": lambda: (text["module"](reviews), reviews),
     }
     results = {}
@@ -142,8 +163,12 @@ def section_tasks(ctx: dict) -> dict:
                 module, data = make()
                 quick_trainer(device, precision, steps, [clock], gradient_clip_val=1.0).fit(module, datamodule=data)
                 finite = bool(clock.losses) and all(np.isfinite(clock.losses))
-                results[f"{name} / {precision}"] = {"ok": finite, "first_loss": round(clock.losses[0], 4),
-                                                    "last_loss": round(clock.losses[-1], 4), "steps": len(clock.losses)}
+                results[f"{name} / {precision}"] = {
+                    "ok": finite,
+                    "first_loss": round(clock.losses[0], 4),
+                    "last_loss": round(clock.losses[-1], 4),
+                    "steps": len(clock.losses),
+                }
             except Exception as error:  # noqa: BLE001 - a failing task is a finding, the check goes on
                 results[f"{name} / {precision}"] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
     return results
@@ -153,7 +178,9 @@ def seed_unet_args(ctx: dict) -> dict:
     """The U-Net of configs/ddpm_cats.yaml (read from the file, so the check follows the config)."""
     args = yaml.safe_load((ROOT / "configs" / "ddpm_cats.yaml").read_text())["model"]["init_args"]
     if ctx["dry"]:
-        args.update(sample_size=16, model_channels=16, channel_mult=[1, 2], attention_resolutions=[8], attention_head_dim=16)
+        args.update(
+            sample_size=16, model_channels=16, channel_mult=[1, 2], attention_resolutions=[8], attention_head_dim=16
+        )
     return args
 
 
@@ -164,8 +191,9 @@ def ddpm_lightning(ctx: dict, precision: str, checkpointing: bool, batch: int, s
     device, unet = ctx["device"], seed_unet_args(ctx)
     seed_everything(0, verbose=False)
     module = DDPM(**{**unet, "gradient_checkpointing": checkpointing, "export_on_fit_end": False, "warmup_steps": 10})
-    data = ImageFolderDataModule(data_dir=str(ctx["noise_photos"]), image_size=unet["sample_size"], batch_size=batch,
-                                 val_fraction=0.1)
+    data = ImageFolderDataModule(
+        data_dir=str(ctx["noise_photos"]), image_size=unet["sample_size"], batch_size=batch, val_fraction=0.1
+    )
     clock = Clock(warmup, device)
     reset_peak(device)
     quick_trainer(device, precision, warmup + steps, [clock], gradient_clip_val=1.0).fit(module, datamodule=data)
@@ -182,8 +210,16 @@ def ddpm_bare(ctx: dict, precision: str, checkpointing: bool, batch: int, steps:
 
     device, hp = ctx["device"], seed_unet_args(ctx)
     torch.manual_seed(0)
-    unet = make_unet(hp["sample_size"], hp["in_channels"], hp["model_channels"], hp["channel_mult"], hp["num_res_blocks"],
-                     hp["attention_resolutions"], hp["dropout"], hp["attention_head_dim"]).to(device)
+    unet = make_unet(
+        hp["sample_size"],
+        hp["in_channels"],
+        hp["model_channels"],
+        hp["channel_mult"],
+        hp["num_res_blocks"],
+        hp["attention_resolutions"],
+        hp["dropout"],
+        hp["attention_head_dim"],
+    ).to(device)
     if device == "cuda":
         unet = unet.to(memory_format=torch.channels_last)
     if checkpointing:
@@ -239,8 +275,9 @@ def section_ddpm(ctx: dict) -> dict:
                     results[f"{key} / {side}"] = {"error": f"{type(error).__name__}: {error}"[:300]}
                     reset_peak(ctx["device"])
     results["batch_size"] = batch
-    results["fits_8_gib"] = {k: v["peak_gib"] < 8 for k, v in results.items()
-                             if isinstance(v, dict) and v.get("peak_gib") is not None}
+    results["fits_8_gib"] = {
+        k: v["peak_gib"] < 8 for k, v in results.items() if isinstance(v, dict) and v.get("peak_gib") is not None
+    }
     return results
 
 
@@ -276,30 +313,50 @@ def text_setup(ctx: dict) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("bundled:minilm"))
     shape = dict(dim=32, n_layers=1, n_heads=2, hidden_dim=64) if ctx["dry"] else {}
     torch.manual_seed(0)
-    DistilBertForSequenceClassification(DistilBertConfig(vocab_size=tokenizer.vocab_size, num_labels=2, **shape)).save_pretrained(path)
+    DistilBertForSequenceClassification(
+        DistilBertConfig(vocab_size=tokenizer.vocab_size, num_labels=2, **shape)
+    ).save_pretrained(path)
     tokenizer.save_pretrained(path)
     max_length, size = (32, 64) if ctx["dry"] else (128, 4000)
     ctx["text"] = {
-        "path": str(path), "max_length": max_length, "batch": 8 if ctx["dry"] else 32,
+        "path": str(path),
+        "max_length": max_length,
+        "batch": 8 if ctx["dry"] else 32,
         "module": lambda data: TextClassifier(str(path), lr=1e-3, max_length=max_length, class_names=data.class_names),
-        "data": lambda: TextDataModule(tokenizer=str(path), max_length=max_length, batch_size=ctx["text"]["batch"],
-                                       data_dir=str(ctx["tmp"] / "text"), train_size=size, val_size=32, test_size=32),
+        "data": lambda: TextDataModule(
+            tokenizer=str(path),
+            max_length=max_length,
+            batch_size=ctx["text"]["batch"],
+            data_dir=str(ctx["tmp"] / "text"),
+            train_size=size,
+            val_size=32,
+            test_size=32,
+        ),
     }
     return ctx["text"]
 
 
 def text_hf(ctx: dict, text: dict, steps: int, warmup: int, bf16: bool) -> float:
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer as HFTrainer,
-                              TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        TrainerCallback,
+        TrainingArguments,
+    )
+    from transformers import (
+        Trainer as HFTrainer,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(text["path"])
     data = text["data"]()
     data.setup("fit")
     items = [data.train[i] for i in range(len(data.train))]  # the same token ids as the Paradis run
-    model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(text["path"], num_labels=2),
-                           LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1,
-                                      target_modules=["q_lin", "v_lin"]))
+    model = get_peft_model(
+        AutoModelForSequenceClassification.from_pretrained(text["path"], num_labels=2),
+        LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["q_lin", "v_lin"]),
+    )
     marks = {}
 
     class Marks(TrainerCallback):
@@ -308,12 +365,27 @@ def text_hf(ctx: dict, text: dict, steps: int, warmup: int, bf16: bool) -> float
                 sync(ctx["device"])
                 marks[state.global_step] = time.perf_counter()
 
-    targs = TrainingArguments(output_dir=str(ctx["tmp"] / "hf"), per_device_train_batch_size=text["batch"],
-                              max_steps=warmup + steps, learning_rate=1e-3, logging_strategy="no", save_strategy="no",
-                              report_to="none", use_cpu=ctx["device"] == "cpu", bf16=bf16, dataloader_num_workers=0,
-                              disable_tqdm=True, seed=0)
-    HFTrainer(model=model, args=targs, train_dataset=items, data_collator=DataCollatorWithPadding(tokenizer),
-              callbacks=[Marks()]).train()
+    targs = TrainingArguments(
+        output_dir=str(ctx["tmp"] / "hf"),
+        per_device_train_batch_size=text["batch"],
+        max_steps=warmup + steps,
+        learning_rate=1e-3,
+        logging_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        use_cpu=ctx["device"] == "cpu",
+        bf16=bf16,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=0,
+    )
+    HFTrainer(
+        model=model,
+        args=targs,
+        train_dataset=items,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=[Marks()],
+    ).train()
     return steps * text["batch"] / (marks[warmup + steps] - marks[warmup])
 
 
@@ -326,9 +398,13 @@ def section_text(ctx: dict) -> dict:
     clock = Clock(warmup, device)
     data = text["data"]()
     quick_trainer(device, precision, warmup + steps, [clock]).fit(text["module"](data), datamodule=data)
-    return {"precision": precision, "batch_size": text["batch"], "max_length": text["max_length"],
-            "paradis samples/s": round(clock.rate, 1),
-            "hf Trainer + peft samples/s": round(text_hf(ctx, text, steps, warmup, bf16), 1)}
+    return {
+        "precision": precision,
+        "batch_size": text["batch"],
+        "max_length": text["max_length"],
+        "paradis samples/s": round(clock.rate, 1),
+        "hf Trainer + peft samples/s": round(text_hf(ctx, text, steps, warmup, bf16), 1),
+    }
 
 
 def section_mnist(ctx: dict) -> dict:
@@ -378,8 +454,16 @@ def section_compile(ctx: dict) -> dict:
     results = {}
     for compiled in (False, True):
         seed_everything(0, verbose=False)
-        module = DDPM(sample_size=32, in_channels=3, model_channels=64, channel_mult=(1, 2, 2), attention_resolutions=(8,),
-                      attention_head_dim=32, compile=compiled, export_on_fit_end=False)
+        module = DDPM(
+            sample_size=32,
+            in_channels=3,
+            model_channels=64,
+            channel_mult=(1, 2, 2),
+            attention_resolutions=(8,),
+            attention_head_dim=32,
+            compile=compiled,
+            export_on_fit_end=False,
+        )
         data = ImageFolderDataModule(data_dir=str(ctx["noise_photos"]), image_size=32, batch_size=128, val_fraction=0.1)
         clock = Clock(10, ctx["device"])
         start = time.perf_counter()
@@ -391,9 +475,18 @@ def section_compile(ctx: dict) -> dict:
     return results
 
 
-RUNNERS = {"disk": section_disk, "tasks": section_tasks, "ddpm64": section_ddpm64, "guard16": section_guard16, "text": section_text,
-           "mnist": section_mnist, "ddpm": section_ddpm, "sampling": section_sampling, "compile": section_compile,
-           "train64": section_train64}
+RUNNERS = {
+    "disk": section_disk,
+    "tasks": section_tasks,
+    "ddpm64": section_ddpm64,
+    "guard16": section_guard16,
+    "text": section_text,
+    "mnist": section_mnist,
+    "ddpm": section_ddpm,
+    "sampling": section_sampling,
+    "compile": section_compile,
+    "train64": section_train64,
+}
 # What a measuring section needs besides its own time: it is skipped when less than this is left before the
 # deadline, so the timed photo run keeps --min-train-seconds.
 NEEDS = {"compile": 100}
@@ -404,7 +497,12 @@ def write_report(out: Path, report: dict) -> None:
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
     lines = [f"# Paradis GPU check: {report['device']}", "", f"{report['environment']}", ""]
     for name, section in report["sections"].items():
-        lines += [f"## {name} ({section.get('_seconds', '?')} s, {report['device']})", "", "| what | figure |", "|---|---|"]
+        lines += [
+            f"## {name} ({section.get('_seconds', '?')} s, {report['device']})",
+            "",
+            "| what | figure |",
+            "|---|---|",
+        ]
         for key, value in section.items():
             if not key.startswith("_"):
                 lines.append(f"| {key} | {json.dumps(value) if isinstance(value, (dict, list)) else value} |")
@@ -417,18 +515,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="folder for gpu_check.md / gpu_check.json and the training run")
     parser.add_argument("--photos", help="folder of photos for the timed 64 px training run (train64)")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU (< 1 min): checks the script itself")
-    parser.add_argument("--budget-seconds", type=int, default=480,
-                        help="the whole check's time: the photo run takes what the measurements leave")
-    parser.add_argument("--min-train-seconds", type=int, default=180,
-                        help="a measuring section is skipped when it would leave the photo run less than this")
+    parser.add_argument(
+        "--budget-seconds",
+        type=int,
+        default=480,
+        help="the whole check's time: the photo run takes what the measurements leave",
+    )
+    parser.add_argument(
+        "--min-train-seconds",
+        type=int,
+        default=180,
+        help="a measuring section is skipped when it would leave the photo run less than this",
+    )
     parser.add_argument("--samples", type=int, default=2000, help="EMA samples drawn after the photo run")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--ddpm-precisions", nargs="+", choices=["32", "bf16-mixed", "16-mixed"],
-                        help="precisions of the 128 px ddpm section (default: those of the other sections)")
+    parser.add_argument(
+        "--ddpm-precisions",
+        nargs="+",
+        choices=["32", "bf16-mixed", "16-mixed"],
+        help="precisions of the 128 px ddpm section (default: those of the other sections)",
+    )
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
-        print("No CUDA GPU is visible to PyTorch; run this on a GPU machine, or pass --dry-run to check the script on CPU.",
-              file=sys.stderr)
+        print(
+            "No CUDA GPU is visible to PyTorch; run this on a GPU machine, or pass --dry-run to check the script on CPU.",
+            file=sys.stderr,
+        )
         return 2
     if args.photos and not Path(args.photos).is_dir():
         print(f"Photo folder {args.photos} does not exist; pass --photos a folder of cat photos.", file=sys.stderr)
@@ -436,29 +548,46 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = "cpu" if args.dry_run else "cuda"
-    name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU dry run ({platform.processor() or platform.machine()})"
+    name = (
+        torch.cuda.get_device_name(0)
+        if device == "cuda"
+        else f"CPU dry run ({platform.processor() or platform.machine()})"
+    )
     if device == "cuda":
         torch.set_float32_matmul_precision("high")  # what the modules' tf32 default does, for the bare loops too
         torch.backends.cudnn.benchmark = True
     import diffusers
     import lightning
 
-    report = {"device": name, "sections": {},
-              "environment": f"torch {torch.__version__}, CUDA {torch.version.cuda}, lightning {lightning.__version__}, "
-                             f"diffusers {diffusers.__version__}, python {platform.python_version()}"}
+    report = {
+        "device": name,
+        "sections": {},
+        "environment": f"torch {torch.__version__}, CUDA {torch.version.cuda}, lightning {lightning.__version__}, "
+        f"diffusers {diffusers.__version__}, python {platform.python_version()}",
+    }
     # Run folders in memory where there is a /dev/shm: on the H200 machine a 1.2 GB last.ckpt write to its disk
     # stalled a run for minutes (2026-12-04); the `disk` figures say how fast each place writes.
     shm = Path("/dev/shm")
     scratch = str(shm) if not args.dry_run and shm.is_dir() and shutil.disk_usage(shm).free > 16 * GIB else None
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        ctx = {"device": device, "dry": args.dry_run, "out": out, "tmp": Path(tmp), "samples": args.samples,
-               "deadline": time.perf_counter() + args.budget_seconds,
-               "precisions": ["32", "bf16-mixed"] if args.dry_run else ["32", "bf16-mixed", "16-mixed"]}
+        ctx = {
+            "device": device,
+            "dry": args.dry_run,
+            "out": out,
+            "tmp": Path(tmp),
+            "samples": args.samples,
+            "deadline": time.perf_counter() + args.budget_seconds,
+            "precisions": ["32", "bf16-mixed"] if args.dry_run else ["32", "bf16-mixed", "16-mixed"],
+        }
         ctx["ddpm_precisions"] = args.ddpm_precisions or ctx["precisions"]
-        ctx["progress"] = lambda partial: (report["sections"].__setitem__(ctx["section"], {**partial, "_seconds": "running"}),
-                                          write_report(out, report))  # a section's figures so far, kept if it is cut
+        ctx["progress"] = lambda partial: (
+            report["sections"].__setitem__(ctx["section"], {**partial, "_seconds": "running"}),
+            write_report(out, report),
+        )  # a section's figures so far, kept if it is cut
         ctx["noise_photos"] = write_photos(Path(tmp) / "noise", 16 if args.dry_run else 64, 16 if args.dry_run else 128)
-        ctx["photos"] = Path(args.photos) if args.photos else (write_photos(Path(tmp) / "photos", 8, 24) if args.dry_run else None)
+        ctx["photos"] = (
+            Path(args.photos) if args.photos else (write_photos(Path(tmp) / "photos", 8, 24) if args.dry_run else None)
+        )
         keep = args.min_train_seconds + 20 + 25 * args.samples / 1000 if "train64" in args.sections else 0
         for section in args.sections:
             start = time.perf_counter()

@@ -32,9 +32,18 @@ VARIANTS = [
 
 def peak_mb(model_args: dict, batch_size: int, root: str) -> float:
     seed_everything(0, verbose=False)
-    trainer = Trainer(default_root_dir=root, logger=False, max_epochs=1, limit_train_batches=3, limit_val_batches=0,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      accelerator="cpu", callbacks=[EpochStats()])
+    trainer = Trainer(
+        default_root_dir=root,
+        logger=False,
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        callbacks=[EpochStats()],
+    )
     data = MNISTDataModule(download=False, batch_size=batch_size, val_size=500, train_subset=2000)
     trainer.fit(MNISTClassifier(**model_args), data)
     return float(trainer.logged_metrics["perf/peak_memory_mb"])

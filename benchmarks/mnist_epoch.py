@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -57,7 +56,10 @@ def make_model(arch: str) -> MNISTClassifier:
 def test_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     was_training = model.training
     model.eval()
-    correct = sum((model(images[i : i + 2000]).argmax(1) == labels[i : i + 2000]).sum().item() for i in range(0, len(images), 2000))
+    correct = sum(
+        (model(images[i : i + 2000]).argmax(1) == labels[i : i + 2000]).sum().item()
+        for i in range(0, len(images), 2000)
+    )
     model.train(was_training)
     return correct / len(images)
 
@@ -84,7 +86,7 @@ class EpochClock(Callback):
 class TimedCLI(ParadisCLI):
     """`paradis fit` itself, with the clock as its first callback (first: it reads the time before the others)."""
 
-    clock: Optional[Callback] = None
+    clock: Callback | None = None
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
@@ -95,20 +97,49 @@ class TimedCLI(ParadisCLI):
 def fit_with_clock(clock: Callback, run_dir: Path, *overrides: str) -> None:
     """`paradis fit --config configs/mnist.yaml` (seed 0, bundled data, CPU, validation off) with `clock` first."""
     TimedCLI.clock = clock
-    TimedCLI(args=["fit", "--config", str(ROOT / "configs" / "mnist.yaml"), "--run_dir", str(run_dir),
-                   "--seed_everything", "0", "--data.download", "false", "--trainer.limit_val_batches", "0",
-                   "--trainer.num_sanity_val_steps", "0", "--trainer.accelerator", "cpu", *overrides])
+    TimedCLI(
+        args=[
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "mnist.yaml"),
+            "--run_dir",
+            str(run_dir),
+            "--seed_everything",
+            "0",
+            "--data.download",
+            "false",
+            "--trainer.limit_val_batches",
+            "0",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--trainer.accelerator",
+            "cpu",
+            *overrides,
+        ]
+    )
 
 
 def run_paradis(arch: str, batch_size: int, workdir: Path, test: tuple) -> tuple[float, float, float]:
     """Two epochs of `paradis fit --config configs/mnist.yaml` (validation off); the second one is timed."""
     clock = EpochClock(*test)
-    fit_with_clock(clock, workdir, "--model.arch", arch, "--data.batch_size", str(batch_size),
-                   "--data.val_size", str(60_000 - TRAIN_SIZE), "--trainer.max_epochs", "2")
+    fit_with_clock(
+        clock,
+        workdir,
+        "--model.arch",
+        arch,
+        "--data.batch_size",
+        str(batch_size),
+        "--data.val_size",
+        str(60_000 - TRAIN_SIZE),
+        "--trainer.max_epochs",
+        "2",
+    )
     return clock.wall, clock.cpu, clock.accuracy
 
 
-def run_plain(arch: str, batch_size: int, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, MNISTClassifier]:
+def run_plain(
+    arch: str, batch_size: int, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, float, MNISTClassifier]:
     model = make_model(arch)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
@@ -123,19 +154,29 @@ def run_plain(arch: str, batch_size: int, images: torch.Tensor, labels: torch.Te
     return time.perf_counter() - start, time.process_time() - cpu, model
 
 
-def run_naive(arch: str, batch_size: int, images: torch.Tensor, labels: torch.Tensor, workdir: Path) -> tuple[float, float, MNISTClassifier]:
+def run_naive(
+    arch: str, batch_size: int, images: torch.Tensor, labels: torch.Tensor, workdir: Path
+) -> tuple[float, float, MNISTClassifier]:
     from torch.utils.data import DataLoader
     from torchvision import transforms
     from torchvision.datasets import MNIST
 
     raw = workdir / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for name, array in (("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels),
-                        ("t10k-images-idx3-ubyte", images[:10]), ("t10k-labels-idx1-ubyte", labels[:10])):
+    for name, array in (
+        ("train-images-idx3-ubyte", images),
+        ("train-labels-idx1-ubyte", labels),
+        ("t10k-images-idx3-ubyte", images[:10]),
+        ("t10k-labels-idx1-ubyte", labels[:10]),
+    ):
         array = array.numpy().astype(np.uint8)
         header = np.array([0x803 if array.ndim == 3 else 0x801, *array.shape], dtype=">i4").tobytes()
         (raw / name).write_bytes(header + array.tobytes())
-    dataset = MNIST(str(workdir), train=True, transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]))
+    dataset = MNIST(
+        str(workdir),
+        train=True,
+        transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]),
+    )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
     model = make_model(arch)
     net = model.net  # the normalisation is done by the transform here
@@ -173,8 +214,9 @@ def main() -> None:
     accuracy: dict[str, float] = {}
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            seconds, cpu, accuracy["paradis"] = run_paradis(args.arch, args.batch_size, Path(tmp) / "run",
-                                                            (test_images, test_labels))
+            seconds, cpu, accuracy["paradis"] = run_paradis(
+                args.arch, args.batch_size, Path(tmp) / "run", (test_images, test_labels)
+            )
         results["paradis"].append(seconds)
         cpu_results["paradis"].append(cpu)
         seconds, cpu, model = run_plain(args.arch, args.batch_size, images, labels)
@@ -192,17 +234,30 @@ def main() -> None:
     best = {k: min(v) for k, v in results.items() if v}
     best_cpu = {k: min(v) for k, v in cpu_results.items() if v}
     steps = TRAIN_SIZE // args.batch_size
-    print(f"\nOne MNIST epoch ({TRAIN_SIZE} images, batch {args.batch_size}, {args.arch}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, {platform.processor() or platform.machine()}); best of {args.repeats}:")
+    print(
+        f"\nOne MNIST epoch ({TRAIN_SIZE} images, batch {args.batch_size}, {args.arch}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}); best of {args.repeats}:"
+    )
     print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
     print("| loop | epoch wall time | steps/s | vs plain | epoch CPU time | vs plain (CPU) | test acc after 1 epoch |")
     print("|---|---|---|---|---|---|---|")
     for name, seconds in best.items():
         cpu = best_cpu[name]
-        print(f"| {name} | {seconds:.2f} s | {steps / seconds:.0f} | {seconds / best['plain']:.2f}x | {cpu:.2f} s | "
-              f"{cpu / best_cpu['plain']:.2f}x | {accuracy[name]:.4f} |")
-    print(json.dumps({"best_seconds": best, "best_cpu_seconds": best_cpu, "accuracy": accuracy,
-                      "batch_size": args.batch_size, "arch": args.arch}))
+        print(
+            f"| {name} | {seconds:.2f} s | {steps / seconds:.0f} | {seconds / best['plain']:.2f}x | {cpu:.2f} s | "
+            f"{cpu / best_cpu['plain']:.2f}x | {accuracy[name]:.4f} |"
+        )
+    print(
+        json.dumps(
+            {
+                "best_seconds": best,
+                "best_cpu_seconds": best_cpu,
+                "accuracy": accuracy,
+                "batch_size": args.batch_size,
+                "arch": args.arch,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

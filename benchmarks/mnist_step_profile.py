@@ -80,9 +80,18 @@ def run_lightning(steps: int, profile: str | None) -> float:
     """Lightning's Trainer alone: no logger, no checkpointing, no callbacks but the clock."""
     seed_everything(0, verbose=False)
     clock = SteadyClock(steps - 1, profile)
-    trainer = Trainer(max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False,
-                      enable_progress_bar=False, accelerator="cpu", log_every_n_steps=50, logger=False,
-                      enable_checkpointing=False, callbacks=[clock])
+    trainer = Trainer(
+        max_steps=steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        accelerator="cpu",
+        log_every_n_steps=50,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[clock],
+    )
     trainer.fit(MNISTClassifier(), data())
     return clock.seconds
 
@@ -103,8 +112,11 @@ def main() -> None:
     args = parser.parse_args()
     prepare_process(console=True)  # what `paradis` does at start-up (see benchmarks/mnist_epoch.py)
     for loop in args.loops:
-        run = {"plain": lambda: run_plain(args.steps), "bare": lambda: run_lightning(args.steps, args.profile),
-               "paradis": lambda: run_paradis(args.steps, args.profile)}[loop]
+        run = {
+            "plain": lambda: run_plain(args.steps),
+            "bare": lambda: run_lightning(args.steps, args.profile),
+            "paradis": lambda: run_paradis(args.steps, args.profile),
+        }[loop]
         seconds = run()
         print(f"{loop}: {1000 * seconds / (args.steps - WARMUP):.2f} CPU ms/step", flush=True)
 

@@ -32,18 +32,38 @@ def quiet_fit(*args: str) -> tuple[int, str]:
 
 
 def stop_at(step: int, name: str = "SIGTERM") -> list[str]:
-    return ["--trainer.callbacks+=probe_callbacks.SignalAt", "--trainer.callbacks.step", str(step),
-            "--trainer.callbacks.signal_name", name]
+    return [
+        "--trainer.callbacks+=probe_callbacks.SignalAt",
+        "--trainer.callbacks.step",
+        str(step),
+        "--trainer.callbacks.signal_name",
+        name,
+    ]
 
 
 def parity(out: Path) -> list[str]:
     tiny = make_tiny_distilbert(out / "tiny")
-    text = ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path", str(tiny),
-            "--data.data_dir", str(out / "data"), "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4"]
-    rows = ["| task | run | interrupted at | max \\|Δw\\| | other differences (optimizer, schedulers, EMA) |",
-            "|---|---|---|---|---|"]
-    for task, args, stop in [("MNIST MLP (dropout, augmentation, cosine LR)", [*MNIST, "--trainer.max_epochs", "3"], 6),
-                             ("DDPM tiny (EMA, warm-up + cosine)", DDPM, 4), ("text tiny (LoRA, length-grouped)", text, 6)]:
+    text = [
+        "--config",
+        "tests/configs/text_tiny.yaml",
+        "--model.model_name_or_path",
+        str(tiny),
+        "--data.data_dir",
+        str(out / "data"),
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "4",
+    ]
+    rows = [
+        "| task | run | interrupted at | max \\|Δw\\| | other differences (optimizer, schedulers, EMA) |",
+        "|---|---|---|---|---|",
+    ]
+    for task, args, stop in [
+        ("MNIST MLP (dropout, augmentation, cosine LR)", [*MNIST, "--trainer.max_epochs", "3"], 6),
+        ("DDPM tiny (EMA, warm-up + cosine)", DDPM, 4),
+        ("text tiny (LoRA, length-grouped)", text, 6),
+    ]:
         name = task.split()[0].lower()
         straight, resumed = out / f"{name}_straight", out / f"{name}_resumed"
         quiet_fit(*args, "--run_dir", str(straight))
@@ -51,22 +71,29 @@ def parity(out: Path) -> list[str]:
         quiet_fit(*args, "--run_dir", str(resumed), "--ckpt_path", "last")
         a, b = ckpt(straight / "checkpoints" / "last.ckpt"), ckpt(resumed / "checkpoints" / "last.ckpt")
         other = [d for d in differences(a, b) if not d.startswith("/state_dict")]
-        rows.append(f"| {task} | {a['global_step']} steps | SIGTERM at step {stop} (mid-epoch) | "
-                    f"{max_weight_diff(a, b):.1e} | {len(other)} |")
+        rows.append(
+            f"| {task} | {a['global_step']} steps | SIGTERM at step {stop} (mid-epoch) | "
+            f"{max_weight_diff(a, b):.1e} | {len(other)} |"
+        )
     return rows
 
 
 def stopping(out: Path) -> list[str]:
-    from apps.cli import ParadisCLI
     from test_reliability import STOP_WAYS
+
+    from apps.cli import ParadisCLI
 
     rows = ["| stopped by | training stopped at step | last.ckpt holds step | exit code |", "|---|---|---|---|"]
     for i, (way, args) in enumerate(STOP_WAYS):
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             cli = ParadisCLI(args=["fit", *MNIST, "--run_dir", str(out / f"way{i}"), *args])
-        rows.append(f"| {way} | {cli.trainer.global_step} | {ckpt(out / f'way{i}' / 'checkpoints' / 'last.ckpt')['global_step']} | 0 |")
+        rows.append(
+            f"| {way} | {cli.trainer.global_step} | {ckpt(out / f'way{i}' / 'checkpoints' / 'last.ckpt')['global_step']} | 0 |"
+        )
     for i, name in enumerate(["SIGINT", "SIGTERM"]):
-        code, line = quiet_fit(*MNIST, "--trainer.max_epochs", "3", "--run_dir", str(out / f"sig{i}"), *stop_at(6, name))
+        code, line = quiet_fit(
+            *MNIST, "--trainer.max_epochs", "3", "--run_dir", str(out / f"sig{i}"), *stop_at(6, name)
+        )
         label = "Ctrl-C (SIGINT) at step 6" if name == "SIGINT" else "SIGTERM at step 6"
         rows.append(f"| {label} | 6 | {ckpt(out / f'sig{i}' / 'checkpoints' / 'last.ckpt')['global_step']} | {code} |")
     return rows
@@ -78,9 +105,12 @@ def kills(out: Path) -> list[str]:
     run, steps, during_save = kill_loop(out)
     code, _ = quiet_fit(*ARGS, "--run_dir", str(run), "--ckpt_path", "last")
     final = ckpt(run / "checkpoints" / "last.ckpt")["global_step"]
-    return ["| kills (SIGKILL) | of them during a checkpoint write | last.ckpt loaded after the kill | resumed to the end |",
-            "|---|---|---|---|", f"| {len(steps) - 1} / 10 survived | {during_save} | {len(steps) - 1} / 10; its step "
-            f"after each kill: {steps[1:]} | {'yes' if code == 0 and final == 300 else 'no'} (step {final} of 300) |"]
+    return [
+        "| kills (SIGKILL) | of them during a checkpoint write | last.ckpt loaded after the kill | resumed to the end |",
+        "|---|---|---|---|",
+        f"| {len(steps) - 1} / 10 survived | {during_save} | {len(steps) - 1} / 10; its step "
+        f"after each kill: {steps[1:]} | {'yes' if code == 0 and final == 300 else 'no'} (step {final} of 300) |",
+    ]
 
 
 def main() -> None:

@@ -75,23 +75,45 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             run_dir = Path(tmp) / f"run{repeat}"
-            results["floor"].append(timed([sys.executable, "-c", "import os, time, lightning.pytorch; print('IMPORTED', time.time(), flush=True); os._exit(0)"], env, "IMPORTED"))
+            results["floor"].append(
+                timed(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import os, time, lightning.pytorch; print('IMPORTED', time.time(), flush=True); os._exit(0)",
+                    ],
+                    env,
+                    "IMPORTED",
+                )
+            )
             results["floor_exit"].append(timed([sys.executable, "-c", "import lightning.pytorch"], env, None))
             results["help"].append(timed(paradis + ["fit", "--help"], env, None))
-            step = paradis + ["fit", "--config", args.config, "--run_dir", str(run_dir),
-                              "--trainer.callbacks+=benchmarks.startup.ExitAtFirstStep", *args.extra]
+            step = paradis + [
+                "fit",
+                "--config",
+                args.config,
+                "--run_dir",
+                str(run_dir),
+                "--trainer.callbacks+=benchmarks.startup.ExitAtFirstStep",
+                *args.extra,
+            ]
             results["first_step"].append(timed(step, env, "FIRST_STEP_AT"))
-            print(f"repeat {repeat}: " + ", ".join(f"{k} {v[-1][0]:.2f}s (CPU {v[-1][1]:.2f}s)" for k, v in results.items()),
-                  flush=True)
+            print(
+                f"repeat {repeat}: "
+                + ", ".join(f"{k} {v[-1][0]:.2f}s (CPU {v[-1][1]:.2f}s)" for k, v in results.items()),
+                flush=True,
+            )
     wall = {k: min(w for w, _ in v) for k, v in results.items()}
     cpu = {k: min(c for _, c in v) for k, v in results.items()}
     load = os.getloadavg()[0]
     print(f"\nStart-up, best of {args.repeats} (load average {load:.1f} at the end, {os.cpu_count()} CPUs):")
     print("| run | wall s | above the floor | CPU s | above the floor |\n|---|---|---|---|---|")
-    names = {"floor": '`python -c "import lightning.pytorch"` to the import (floor)',
-             "first_step": f"`paradis fit --config {args.config}` to its first step",
-             "floor_exit": '`python -c "import lightning.pytorch"` to its exit (floor+exit)',
-             "help": "`paradis fit --help` to its exit"}
+    names = {
+        "floor": '`python -c "import lightning.pytorch"` to the import (floor)',
+        "first_step": f"`paradis fit --config {args.config}` to its first step",
+        "floor_exit": '`python -c "import lightning.pytorch"` to its exit (floor+exit)',
+        "help": "`paradis fit --help` to its exit",
+    }
     floors = {"first_step": "floor", "help": "floor_exit"}
     for key, name in names.items():
         ref = floors.get(key)

@@ -32,14 +32,15 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from lightning.pytorch import Callback, Trainer, seed_everything  # noqa: E402
 
-from paradis.bundled import resolve_model_path  # noqa: E402
 from datamodules.text import TextDataModule  # noqa: E402
 from lightning_modules.text import TextClassifier  # noqa: E402
+from paradis.bundled import resolve_model_path  # noqa: E402
 
 MODEL = "bundled:minilm"
 # The shipped default's LoRA targets, on both sides of the comparison (read from the config, so it follows it).
 TARGETS = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "text_lora_minilm.yaml").read_text())[
-    "model"]["init_args"]["target_modules"]
+    "model"
+]["init_args"]["target_modules"]
 CLASSES = ["negative", "positive"]
 PARADIS = "paradis (TextClassifier + TextDataModule, group_by_length)"
 HF_GROUPED = "hf Trainer + peft (train_sampling_strategy=group_by_length)"
@@ -60,24 +61,55 @@ class StepClock(Callback):
 
 
 def data_module(args, tmp: str, group_by_length: bool, **kwargs) -> TextDataModule:
-    return TextDataModule(tokenizer=MODEL, max_length=args.max_length, batch_size=args.batch_size, eval_batch_size=128,
-                          group_by_length=group_by_length, data_dir=tmp, seed=0, **kwargs)
+    return TextDataModule(
+        tokenizer=MODEL,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        eval_batch_size=128,
+        group_by_length=group_by_length,
+        data_dir=tmp,
+        seed=0,
+        **kwargs,
+    )
 
 
 def lightning_samples_per_s(args, tmp: str, group_by_length: bool, precision: str = "32") -> tuple[float, float, float]:
     seed_everything(0, verbose=False)
     module = TextClassifier(MODEL, lr=1e-3, max_length=args.max_length, target_modules=TARGETS, class_names=CLASSES)
     clock = StepClock(args.warmup)
-    trainer = Trainer(accelerator="cpu", max_steps=args.warmup + args.steps, limit_val_batches=0, logger=False, precision=precision,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
+    trainer = Trainer(
+        accelerator="cpu",
+        max_steps=args.warmup + args.steps,
+        limit_val_batches=0,
+        logger=False,
+        precision=precision,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[clock],
+    )
     trainer.fit(module, datamodule=data_module(args, tmp, group_by_length))
-    return clock.samples / (clock.end - clock.start), clock.tokens / clock.samples, clock.samples / (clock.cpu_end - clock.cpu_start)
+    return (
+        clock.samples / (clock.end - clock.start),
+        clock.tokens / clock.samples,
+        clock.samples / (clock.cpu_end - clock.cpu_start),
+    )
 
 
-def hf_samples_per_s(args, tmp: str, padding: str, group_by_length: bool = False, bf16: bool = False) -> tuple[float, float, float]:
+def hf_samples_per_s(
+    args, tmp: str, padding: str, group_by_length: bool = False, bf16: bool = False
+) -> tuple[float, float, float]:
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer as HFTrainer,
-                              TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        TrainerCallback,
+        TrainingArguments,
+    )
+    from transformers import (
+        Trainer as HFTrainer,
+    )
 
     seed_everything(0, verbose=False)
     path = resolve_model_path(MODEL)
@@ -87,11 +119,17 @@ def hf_samples_per_s(args, tmp: str, padding: str, group_by_length: bool = False
     # The same pre-tokenised training texts (token ids) as the Lightning run.
     items = [dm.train[i] for i in range(len(dm.train))]
     if padding == "max_length":  # the fixed-length recipe: every example padded to max_length up front
-        padded = tokenizer.pad([{"input_ids": it["input_ids"]} for it in items], padding="max_length", max_length=args.max_length)
-        items = [{"input_ids": ids, "attention_mask": mask, "labels": it["labels"]}
-                 for ids, mask, it in zip(padded["input_ids"], padded["attention_mask"], items)]
+        padded = tokenizer.pad(
+            [{"input_ids": it["input_ids"]} for it in items], padding="max_length", max_length=args.max_length
+        )
+        items = [
+            {"input_ids": ids, "attention_mask": mask, "labels": it["labels"]}
+            for ids, mask, it in zip(padded["input_ids"], padded["attention_mask"], items)
+        ]
     base = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
-    model = get_peft_model(base, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=TARGETS))
+    model = get_peft_model(
+        base, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=TARGETS)
+    )
 
     class Clock(TrainerCallback):
         start = end = cpu_start = cpu_end = None
@@ -102,11 +140,24 @@ def hf_samples_per_s(args, tmp: str, padding: str, group_by_length: bool = False
             elif state.global_step > args.warmup:
                 Clock.end, Clock.cpu_end = time.perf_counter(), time.process_time()
 
-    targs = TrainingArguments(output_dir=str(Path(tmp) / "hf"), per_device_train_batch_size=args.batch_size,
-                              max_steps=args.warmup + args.steps, learning_rate=1e-3, weight_decay=0.01, warmup_steps=0.1,
-                              lr_scheduler_type="linear", logging_strategy="no", save_strategy="no", report_to="none",
-                              use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0, bf16=bf16,
-                              train_sampling_strategy="group_by_length" if group_by_length else "random")
+    targs = TrainingArguments(
+        output_dir=str(Path(tmp) / "hf"),
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.warmup + args.steps,
+        learning_rate=1e-3,
+        weight_decay=0.01,
+        warmup_steps=0.1,
+        lr_scheduler_type="linear",
+        logging_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=0,
+        bf16=bf16,
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+    )
     pad, shapes = DataCollatorWithPadding(tokenizer), []
 
     def collate(features):
@@ -118,7 +169,11 @@ def hf_samples_per_s(args, tmp: str, padding: str, group_by_length: bool = False
     trainer.train()
     timed = shapes[args.warmup : args.warmup + args.steps]  # step k trains on batch k - 1
     samples = args.steps * args.batch_size
-    return samples / (Clock.end - Clock.start), sum(b * t for b, t in timed) / samples, samples / (Clock.cpu_end - Clock.cpu_start)
+    return (
+        samples / (Clock.end - Clock.start),
+        sum(b * t for b, t in timed) / samples,
+        samples / (Clock.cpu_end - Clock.cpu_start),
+    )
 
 
 def throughput(args, tmp: str) -> dict:
@@ -127,43 +182,73 @@ def throughput(args, tmp: str) -> dict:
         HF_GROUPED: lambda: hf_samples_per_s(args, tmp, "longest", group_by_length=True),
     }
     if args.bf16:
-        runs.update({
-            PARADIS + " bf16-mixed": lambda: lightning_samples_per_s(args, tmp, True, "bf16-mixed"),
-            HF_GROUPED + " bf16=True": lambda: hf_samples_per_s(args, tmp, "longest", group_by_length=True, bf16=True),
-        })
+        runs.update(
+            {
+                PARADIS + " bf16-mixed": lambda: lightning_samples_per_s(args, tmp, True, "bf16-mixed"),
+                HF_GROUPED + " bf16=True": lambda: hf_samples_per_s(
+                    args, tmp, "longest", group_by_length=True, bf16=True
+                ),
+            }
+        )
     if args.all_padding:
-        runs.update({
-            "paradis (dynamic padding, no grouping)": lambda: lightning_samples_per_s(args, tmp, False),
-            "hf Trainer + peft (DataCollatorWithPadding, no grouping)": lambda: hf_samples_per_s(args, tmp, "longest"),
-            "hf Trainer + peft (padding=max_length)": lambda: hf_samples_per_s(args, tmp, "max_length"),
-        })
+        runs.update(
+            {
+                "paradis (dynamic padding, no grouping)": lambda: lightning_samples_per_s(args, tmp, False),
+                "hf Trainer + peft (DataCollatorWithPadding, no grouping)": lambda: hf_samples_per_s(
+                    args, tmp, "longest"
+                ),
+                "hf Trainer + peft (padding=max_length)": lambda: hf_samples_per_s(args, tmp, "max_length"),
+            }
+        )
     best = {name: (0.0, 0.0, 0.0) for name in runs}
     for repeat in range(args.repeats):
         for name, run in runs.items():
             value, tokens, per_cpu_s = run()
             best[name] = (max(best[name][0], value), tokens, max(best[name][2], per_cpu_s))
-            print(f"  [{repeat}] {name}: {value:.2f} samples/s, {per_cpu_s:.1f} samples per CPU-second, "
-                  f"{tokens:.1f} padded tokens/sample", flush=True)
+            print(
+                f"  [{repeat}] {name}: {value:.2f} samples/s, {per_cpu_s:.1f} samples per CPU-second, "
+                f"{tokens:.1f} padded tokens/sample",
+                flush=True,
+            )
     return best
 
 
 def accuracy_on_budget(args, tmp: str, run_dir: str) -> dict:
     seed_everything(0, verbose=False)
-    module = TextClassifier(MODEL, lr=args.lr, max_length=args.max_length, modules_to_save=args.modules_to_save,
-                            target_modules=TARGETS, class_names=CLASSES)
+    module = TextClassifier(
+        MODEL,
+        lr=args.lr,
+        max_length=args.max_length,
+        modules_to_save=args.modules_to_save,
+        target_modules=TARGETS,
+        class_names=CLASSES,
+    )
     data = data_module(args, tmp, True)
-    trainer = Trainer(accelerator="cpu", max_steps=args.budget_steps, limit_val_batches=0, logger=False,
-                      enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, default_root_dir=run_dir)
+    trainer = Trainer(
+        accelerator="cpu",
+        max_steps=args.budget_steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=run_dir,
+    )
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     train_time = time.perf_counter() - start
     ckpt = Path(run_dir) / "lora.ckpt"
     trainer.save_checkpoint(ckpt)
     result = trainer.test(module, datamodule=data, verbose=False)[0]
-    return {"steps": args.budget_steps, "train_time_s": round(train_time, 1),
-            "train_examples_seen": args.budget_steps * args.batch_size, "test_examples": len(data.test),
-            "test_acc": round(result["test/acc"], 4), "test_f1": round(result["test/f1"], 4),
-            "lora_ckpt": ckpt}
+    return {
+        "steps": args.budget_steps,
+        "train_time_s": round(train_time, 1),
+        "train_examples_seen": args.budget_steps * args.batch_size,
+        "test_examples": len(data.test),
+        "test_acc": round(result["test/acc"], 4),
+        "test_f1": round(result["test/f1"], 4),
+        "lora_ckpt": ckpt,
+    }
 
 
 def checkpoint_sizes(args, tmp: str, lora_ckpt: Path | None) -> dict:
@@ -174,8 +259,16 @@ def checkpoint_sizes(args, tmp: str, lora_ckpt: Path | None) -> dict:
             path = lora_ckpt
         else:
             module = TextClassifier(MODEL, peft_method=method, max_length=args.max_length, class_names=CLASSES)
-            trainer = Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False, enable_progress_bar=False,
-                              enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp)
+            trainer = Trainer(
+                accelerator="cpu",
+                max_steps=1,
+                limit_val_batches=0,
+                logger=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                enable_checkpointing=False,
+                default_root_dir=tmp,
+            )
             trainer.fit(module, datamodule=data)
             path = Path(tmp) / f"{method}.ckpt"
             trainer.save_checkpoint(path)
@@ -206,7 +299,9 @@ def main() -> None:
     parser.add_argument("--budget-steps", type=int, default=500)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--modules-to-save", nargs="*", default=["pooler"], help="extra trained modules (accuracy run)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is faster on a shared, busy CPU")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is faster on a shared, busy CPU"
+    )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--all-padding", action="store_true", help="also the runs without length grouping")
     parser.add_argument("--bf16", action="store_true", help="also both in bf16 autocast (CPUs with bf16 support)")
@@ -216,7 +311,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if not args.modules_to_save:
         args.modules_to_save = None
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     report: dict = {"settings": {k: v for k, v in vars(args).items()}}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_throughput:
@@ -226,7 +324,9 @@ def main() -> None:
             report["samples_per_cpu_s"] = {k: round(c, 1) for k, (_, _, c) in best.items()}
             report["padded_tokens_per_sample"] = {k: round(t, 1) for k, (_, t, _) in best.items()}
             report["speedup_vs_hf_group_by_length"] = {k: round(v / baseline, 2) for k, (v, _, _) in best.items()}
-            report["cpu_time_speedup_vs_hf_group_by_length"] = {k: round(c / baseline_cpu, 2) for k, (_, _, c) in best.items()}
+            report["cpu_time_speedup_vs_hf_group_by_length"] = {
+                k: round(c / baseline_cpu, 2) for k, (_, _, c) in best.items()
+            }
         lora_ckpt = None
         if not args.skip_accuracy:
             accuracy = accuracy_on_budget(args, tmp, tmp)

@@ -31,27 +31,72 @@ BERT_ATTENTION = '["query","key","value","attention.output.dense"]'
 BERT_LINEAR = '["query","key","value","attention.output.dense","intermediate.dense","output.dense"]'
 
 RECIPES: dict[str, list[str]] = {
-    "lora_qv_r8": ["--model.target_modules", '["query","value"]'],  # the config before the race: LoRA r=8 on query/value
+    "lora_qv_r8": [
+        "--model.target_modules",
+        '["query","value"]',
+    ],  # the config before the race: LoRA r=8 on query/value
     "lora_qv_r16": ["--model.lora_r", "16", "--model.lora_alpha", "32"],
     "attention_r8": ["--model.target_modules", BERT_ATTENTION],
     "all_linear_r8": ["--model.target_modules", BERT_LINEAR],  # the winner: the config since (same as no override)
     "all_linear_r16": ["--model.target_modules", BERT_LINEAR, "--model.lora_r", "16", "--model.lora_alpha", "32"],
     "all_linear_r32": ["--model.target_modules", BERT_LINEAR, "--model.lora_r", "32", "--model.lora_alpha", "64"],
-    "all_linear_r16_lr1e-3": ["--model.target_modules", BERT_LINEAR, "--model.lora_r", "16", "--model.lora_alpha", "32",
-                              "--model.lr", "0.001"],
-    "all_linear_r16_3ep": ["--model.target_modules", BERT_LINEAR, "--model.lora_r", "16", "--model.lora_alpha", "32",
-                           "--trainer.max_epochs", "3"],
-    "all_linear_r16_nopooler": ["--model.target_modules", BERT_LINEAR, "--model.lora_r", "16", "--model.lora_alpha", "32",
-                                "--model.modules_to_save", "null"],
+    "all_linear_r16_lr1e-3": [
+        "--model.target_modules",
+        BERT_LINEAR,
+        "--model.lora_r",
+        "16",
+        "--model.lora_alpha",
+        "32",
+        "--model.lr",
+        "0.001",
+    ],
+    "all_linear_r16_3ep": [
+        "--model.target_modules",
+        BERT_LINEAR,
+        "--model.lora_r",
+        "16",
+        "--model.lora_alpha",
+        "32",
+        "--trainer.max_epochs",
+        "3",
+    ],
+    "all_linear_r16_nopooler": [
+        "--model.target_modules",
+        BERT_LINEAR,
+        "--model.lora_r",
+        "16",
+        "--model.lora_alpha",
+        "32",
+        "--model.modules_to_save",
+        "null",
+    ],
     # issue 20's 4 minutes: bf16 autocast, one validation per epoch, LoRA on the upper blocks only (backpropagation
     # stops below the lowest adapted block)
     "all_linear_r8_bf16_1val": ["--trainer.precision", "bf16-mixed", "--trainer.val_check_interval", "1.0"],
-    "top4_r8_bf16_1val": ["--trainer.precision", "bf16-mixed", "--trainer.val_check_interval", "1.0",
-                          "--model.lora_layers", "[2,3,4,5]"],
-    "top3_r8_bf16_1val": ["--trainer.precision", "bf16-mixed", "--trainer.val_check_interval", "1.0",
-                          "--model.lora_layers", "[3,4,5]"],
-    "all_linear_r8_bf16_1val_nodrop": ["--trainer.precision", "bf16-mixed", "--trainer.val_check_interval", "1.0",
-                                       "--model.lora_dropout", "0.0"],
+    "top4_r8_bf16_1val": [
+        "--trainer.precision",
+        "bf16-mixed",
+        "--trainer.val_check_interval",
+        "1.0",
+        "--model.lora_layers",
+        "[2,3,4,5]",
+    ],
+    "top3_r8_bf16_1val": [
+        "--trainer.precision",
+        "bf16-mixed",
+        "--trainer.val_check_interval",
+        "1.0",
+        "--model.lora_layers",
+        "[3,4,5]",
+    ],
+    "all_linear_r8_bf16_1val_nodrop": [
+        "--trainer.precision",
+        "bf16-mixed",
+        "--trainer.val_check_interval",
+        "1.0",
+        "--model.lora_dropout",
+        "0.0",
+    ],
     "top3_r8_1val": ["--trainer.val_check_interval", "1.0", "--model.lora_layers", "[3,4,5]"],
     "full_ft": ["--model.peft_method", "full", "--model.lr", "5e-5", "--trainer.max_epochs", "3"],
 }
@@ -80,27 +125,35 @@ def run(name: str, root: Path) -> dict:
     metrics = dict(re.findall(r"(test/\w+)\s*│\s*([0-9.]+)", test.stdout))
     trainable = re.search(r"([\d,]+) trainable of ([\d,]+) parameters", fit.stdout + fit.stderr)
     result = {
-        "recipe": name, "overrides": " ".join(RECIPES[name]),
-        "test_acc": float(metrics.get("test/acc", "nan")), "test_f1": float(metrics.get("test/f1", "nan")),
+        "recipe": name,
+        "overrides": " ".join(RECIPES[name]),
+        "test_acc": float(metrics.get("test/acc", "nan")),
+        "test_f1": float(metrics.get("test/f1", "nan")),
         "trainable": int(trainable.group(1).replace(",", "")) if trainable else None,
         "total": int(trainable.group(2).replace(",", "")) if trainable else None,
         "best_ckpt_mb": round((folder / "checkpoints" / "best.ckpt").stat().st_size / 2**20, 2),
-        "fit_wall_s": round(wall, 1), "fit_cpu_s": round(cpu, 1),
-        "load": [round(load_before, 2), round(os.getloadavg()[0], 2)], "threads": os.environ.get("OMP_NUM_THREADS", "all"),
+        "fit_wall_s": round(wall, 1),
+        "fit_cpu_s": round(cpu, 1),
+        "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "threads": os.environ.get("OMP_NUM_THREADS", "all"),
     }
     result_path.write_text(json.dumps(result, indent=2))
     return result
 
 
 def table(root: Path) -> str:
-    rows = ["| recipe | overrides | test acc | F1 | trainable | % | best.ckpt MB | fit wall s | fit CPU s | load |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| recipe | overrides | test acc | F1 | trainable | % | best.ckpt MB | fit wall s | fit CPU s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for path in sorted(root.glob("*/result.json")):
         r = json.loads(path.read_text())
         share = 100 * r["trainable"] / r["total"] if r["trainable"] else float("nan")
-        rows.append(f"| {r['recipe']} | `{r['overrides'] or '(config)'}` | {r['test_acc']:.3f} | {r['test_f1']:.3f} | "
-                    f"{r['trainable']:,} | {share:.2f} | {r['best_ckpt_mb']} | {r['fit_wall_s']} | {r['fit_cpu_s']} | "
-                    f"{r['load'][0]}–{r['load'][1]} |")
+        rows.append(
+            f"| {r['recipe']} | `{r['overrides'] or '(config)'}` | {r['test_acc']:.3f} | {r['test_f1']:.3f} | "
+            f"{r['trainable']:,} | {share:.2f} | {r['best_ckpt_mb']} | {r['fit_wall_s']} | {r['fit_cpu_s']} | "
+            f"{r['load'][0]}–{r['load'][1]} |"
+        )
     return "\n".join(rows)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import fsspec.utils
 import torch
@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 class AtomicCheckpointIO(TorchCheckpointIO):
     """`torch.save` to `.<name>.tmp` in the target's folder, fsync, then `os.replace` onto the target."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if not weights_are_finite(checkpoint):
             rank_zero_warn(f"Not saving {path} at step {checkpoint.get('global_step')}: the weights are not finite.")
             return
@@ -57,10 +57,13 @@ def write_atomically(obj: Any, path: Path) -> None:
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and not isinstance(err, CheckpointNotWritten):
-            raise CheckpointNotWritten(err.errno, (
-                f"Cannot write {path} ({err.strerror or err}); free space or fix the permissions of {path.parent}, "
-                "then resume with `--ckpt_path last` (the previous checkpoint there is intact)."
-            )) from err
+            raise CheckpointNotWritten(
+                err.errno,
+                (
+                    f"Cannot write {path} ({err.strerror or err}); free space or fix the permissions of {path.parent}, "
+                    "then resume with `--ckpt_path last` (the previous checkpoint there is intact)."
+                ),
+            ) from err
         raise
     try:  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)

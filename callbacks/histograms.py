@@ -42,5 +42,5 @@ class GradientHistograms(Callback):
         if self.norms:
             # Lightning's own utility: {"grad_2.0_norm/<name>": ..., "grad_2.0_norm_total": ...}
             for key, norm in grad_norm(pl_module, norm_type=2).items():
-                name = "total" if key == NORM_TOTAL else key[len(NORM_PREFIX):]
+                name = "total" if key == NORM_TOTAL else key[len(NORM_PREFIX) :]
                 writer.add_scalar(f"grad_norm/{name}", float(norm), step)

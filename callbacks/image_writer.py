@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -20,10 +19,10 @@ class ImageWriter(BasePredictionWriter):
     writes into its own `<folder>/rank<N>/`.
     """
 
-    def __init__(self, folder: str = "predictions", grid: bool = True, nrow: Optional[int] = None) -> None:
+    def __init__(self, folder: str = "predictions", grid: bool = True, nrow: int | None = None) -> None:
         super().__init__(write_interval="batch")
         self.folder, self.grid, self.nrow = folder, grid, nrow
-        self.path: Optional[Path] = None
+        self.path: Path | None = None
         self._images: list[torch.Tensor] = []
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -35,7 +34,9 @@ class ImageWriter(BasePredictionWriter):
             old.unlink()
         self._images = []
 
-    def write_on_batch_end(self, trainer, pl_module, prediction: dict, batch_indices, batch, batch_idx, dataloader_idx) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction: dict, batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
         for image in prediction["images"].float().cpu():
             save_image(image, self.path / f"sample_{len(self._images):04d}.png")
             self._images.append(image)

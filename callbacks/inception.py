@@ -56,7 +56,7 @@ class FIDInception(torch.nn.Module):
         for parameter in self.net.parameters():
             parameter.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "FIDInception":
+    def train(self, mode: bool = True) -> FIDInception:
         super().train(mode)
         self.net.eval()  # batch-norm statistics are part of the definition of FID
         return self

@@ -19,10 +19,23 @@ PRUNED_FILE = "pruned.json"
 
 
 class OptunaPruning(Callback):
-    def __init__(self, storage: str, study_name: str, trial_number: int, monitor: str = "val/acc",
-                 startup_trials: int = 5, warmup_epochs: int = 1, pruner: str = "median") -> None:
+    def __init__(
+        self,
+        storage: str,
+        study_name: str,
+        trial_number: int,
+        monitor: str = "val/acc",
+        startup_trials: int = 5,
+        warmup_epochs: int = 1,
+        pruner: str = "median",
+    ) -> None:
         self.storage, self.study_name, self.trial_number = storage, study_name, trial_number
-        self.monitor, self.startup_trials, self.warmup_epochs, self.pruner = monitor, startup_trials, warmup_epochs, pruner
+        self.monitor, self.startup_trials, self.warmup_epochs, self.pruner = (
+            monitor,
+            startup_trials,
+            warmup_epochs,
+            pruner,
+        )
         self._trial = None
 
     def _load_trial(self):

@@ -37,7 +37,9 @@ class CSVPredictionWriter(BasePredictionWriter):
         classes = [str(c) for c in getattr(pl_module, "class_names", [])]
         self._writer.writerow(["input", "prediction", *(f"p_{c}" for c in classes)])
 
-    def write_on_batch_end(self, trainer, pl_module, prediction: dict[str, Any], batch_indices, batch, batch_idx, dataloader_idx) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction: dict[str, Any], batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
         probabilities = prediction["probabilities"].float().cpu()
         labels = prediction["prediction"]
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else labels

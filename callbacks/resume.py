@@ -11,17 +11,17 @@ one at a time, so at a batch boundary a loader's own count is the count the loop
 from __future__ import annotations
 
 import random
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from lightning.pytorch import Callback, LightningModule, Trainer
+from torch.utils.data import DataLoader
 
 KEY = "paradis_resume"
 
 
-def stateful_part(loader: Any) -> Optional[Any]:
+def stateful_part(loader: Any) -> Any | None:
     """The object holding a training loader's position: the loader itself, or its batch sampler or sampler."""
     for candidate in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
         if callable(getattr(candidate, "state_dict", None)) and callable(getattr(candidate, "load_state_dict", None)):
@@ -56,8 +56,11 @@ def loader_generators(trainer: Trainer) -> list[torch.Generator]:
 def rng_states() -> dict[str, Any]:
     """The torch, CUDA, numpy and Python RNG states, numpy's array as a tensor for `torch.load(weights_only=True)`."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
-              "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))}
+    states = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+    }
     if torch.cuda.is_available():
         states["torch.cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -74,31 +77,36 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((version, tuple(state), gauss))
 
 
-def check_same_schedule(saved: Optional[dict], now: Optional[dict], ckpt_path: Optional[str]) -> None:
+def check_same_schedule(saved: dict | None, now: dict | None, ckpt_path: str | None) -> None:
     """Refuse to resume a run whose LR schedule was sized from its budget with another budget (README "Resume")."""
     if not saved or not now or saved["length"] == now["length"]:
         return
-    raise ValueError(f"{ckpt_path} was trained with a learning-rate schedule sized for {saved['length']} "
-                     f"{saved['unit']} ({saved['option']}), and this budget sizes it for {now['length']}, which would "
-                     "change the learning rate of every remaining step; resume with the budget the run started with, "
-                     "or start a new run with --run_dir NEW_FOLDER (or train with a schedule that does not depend on "
-                     "the budget).")
+    raise ValueError(
+        f"{ckpt_path} was trained with a learning-rate schedule sized for {saved['length']} "
+        f"{saved['unit']} ({saved['option']}), and this budget sizes it for {now['length']}, which would "
+        "change the learning rate of every remaining step; resume with the budget the run started with, "
+        "or start a new run with --run_dir NEW_FOLDER (or train with a schedule that does not depend on "
+        "the budget)."
+    )
 
 
 class ExactResume(Callback):
     """RNG states and training-loader positions in every checkpoint, restored when training (re)starts."""
 
     def __init__(self) -> None:
-        self._pending: Optional[dict[str, Any]] = None
+        self._pending: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         ranks = [rng_states()]
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             ranks = [None] * trainer.world_size
             torch.distributed.all_gather_object(ranks, rng_states())
-        checkpoint[KEY] = {"rng": ranks, "loaders": [part.state_dict() for part in train_loaders(trainer)],
-                           "loader_generators": [g.get_state() for g in loader_generators(trainer)],
-                           "schedule": getattr(pl_module, "schedule_budget", None)}
+        checkpoint[KEY] = {
+            "rng": ranks,
+            "loaders": [part.state_dict() for part in train_loaders(trainer)],
+            "loader_generators": [g.get_state() for g in loader_generators(trainer)],
+            "schedule": getattr(pl_module, "schedule_budget", None),
+        }
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         self._pending = checkpoint.get(KEY)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -28,15 +27,22 @@ class SampleGrid(Callback):
         steps, sampler: passed to `sample()` (defaults: the module's).
     """
 
-    def __init__(self, every_n_epochs: int = 5, n: int = 16, seed: int = 0, steps: Optional[int] = None,
-                 sampler: Optional[str] = None, nrow: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        every_n_epochs: int = 5,
+        n: int = 16,
+        seed: int = 0,
+        steps: int | None = None,
+        sampler: str | None = None,
+        nrow: int | None = None,
+    ) -> None:
         if every_n_epochs < 0 or n < 1:
             raise ValueError(f"SampleGrid needs every_n_epochs >= 0 and n >= 1, got {every_n_epochs} and {n}.")
         self.every_n_epochs, self.n, self.seed = every_n_epochs, n, seed
         self.steps, self.sampler = steps, sampler
         self.nrow = nrow
         self.paths: list[Path] = []
-        self._last_step: Optional[int] = None
+        self._last_step: int | None = None
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         epochs = trainer.current_epoch + 1

@@ -9,8 +9,8 @@ batch size, optimizer, batch-norm, dropout. It leaves out short-lived temporarie
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -66,7 +66,7 @@ def step_state(pl_module: LightningModule, trainer: Trainer) -> list[torch.Tenso
     return grads + [t for optimizer in trainer.optimizers for s in optimizer.state.values() for t in tensors_in(s)]
 
 
-def peak_memory_mb(device: torch.device, cpu_step_bytes: Optional[int] = None) -> float:
+def peak_memory_mb(device: torch.device, cpu_step_bytes: int | None = None) -> float:
     """CUDA: `torch.cuda.max_memory_allocated` over the epoch; CPU: the tensors one training step keeps (weights,
     gradients, optimizer state, batch, activations saved for backward)."""
     # (the lab report quotes this docstring, see apps/lab/report.py)
@@ -81,8 +81,8 @@ class EpochStats(Callback):
     def __init__(self) -> None:
         self._start = self._last_batch_end = 0.0
         self._samples = 0
-        self._counter: Optional[StepBytes] = None
-        self._cpu_bytes: Optional[int] = None
+        self._counter: StepBytes | None = None
+        self._cpu_bytes: int | None = None
         self._start_ptrs: set[int] = set()  # storages alive when the measured step started
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -122,9 +122,15 @@ class EpochStats(Callback):
         self._stop_counting()  # (a module whose on_train_batch_start skipped the measured batch)
         elapsed, samples = self._last_batch_end - self._start, self._samples * trainer.world_size
         cuda = pl_module.device.type == "cuda"
-        pl_module.log_dict({
-            "perf/epoch_time_s": elapsed,
-            "perf/samples_per_s": samples / max(elapsed, 1e-9),
-            "perf/peak_memory_mb": peak_memory_mb(pl_module.device, self._cpu_bytes),
-            "perf/memory_kind": float(CUDA_MAX_ALLOCATED if cuda else CPU_STEP_TENSORS),
-        }, on_epoch=True, on_step=False, sync_dist=False, rank_zero_only=True)
+        pl_module.log_dict(
+            {
+                "perf/epoch_time_s": elapsed,
+                "perf/samples_per_s": samples / max(elapsed, 1e-9),
+                "perf/peak_memory_mb": peak_memory_mb(pl_module.device, self._cpu_bytes),
+                "perf/memory_kind": float(CUDA_MAX_ALLOCATED if cuda else CPU_STEP_TENSORS),
+            },
+            on_epoch=True,
+            on_step=False,
+            sync_dist=False,
+            rank_zero_only=True,
+        )

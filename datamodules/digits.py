@@ -56,7 +56,9 @@ def to_ink(image: Image.Image) -> np.ndarray:
     paper = cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     ink = cv2.divide(paper - pixels.astype(np.float32), np.maximum(paper, 32.0))  # black "paper" holds no dark ink
     red, green, blue = cv2.split(ink)
-    return cv2.max(cv2.max(red, green), blue).clip(0.0, 1.0)  # the strongest channel (numpy's max(axis=2) is 10x slower)
+    return cv2.max(cv2.max(red, green), blue).clip(
+        0.0, 1.0
+    )  # the strongest channel (numpy's max(axis=2) is 10x slower)
 
 
 def light_ink(gray: np.ndarray, size: int) -> bool:
@@ -92,7 +94,12 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
         for i in range(count - 1):
             if i in keep or area[i] < 0.03 * area[main] or (edge[i] and not edge[main]):
                 continue
-            if x[i] <= box[2] + gap and x[i] + w[i] >= box[0] - gap and y[i] <= box[3] + gap and y[i] + h[i] >= box[1] - gap:
+            if (
+                x[i] <= box[2] + gap
+                and x[i] + w[i] >= box[0] - gap
+                and y[i] <= box[3] + gap
+                and y[i] + h[i] >= box[1] - gap
+            ):
                 keep.add(i)
                 box = [min(box[0], x[i]), min(box[1], y[i]), max(box[2], x[i] + w[i]), max(box[3], y[i] + h[i])]
                 grown = True
@@ -124,7 +131,11 @@ def center_by_mass(digit: np.ndarray) -> torch.Tensor:
     canvas = np.zeros((28, 28), dtype=np.float32)
     total = digit.sum()
     ys, xs = np.indices(digit.shape)
-    cy, cx = ((ys * digit).sum() / total, (xs * digit).sum() / total) if total > 0 else (digit.shape[0] / 2, digit.shape[1] / 2)
+    cy, cx = (
+        ((ys * digit).sum() / total, (xs * digit).sum() / total)
+        if total > 0
+        else (digit.shape[0] / 2, digit.shape[1] / 2)
+    )
     top = min(max(int(round(14 - cy)), 0), 28 - digit.shape[0])
     left = min(max(int(round(14 - cx)), 0), 28 - digit.shape[1])
     canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit

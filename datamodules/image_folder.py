@@ -7,7 +7,6 @@ import gzip
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ from PIL import Image, ImageOps
 
 from paradis.bundled import bundled_path
 from paradis.images import IMAGE_SUFFIXES
+
 CAT_LABEL = 2  # animal-mnist: label 2 = cat
 
 
@@ -31,20 +31,27 @@ def load_image(path: Path, size: int, channels: int) -> torch.Tensor:
 
 def list_files(folder: Path) -> tuple[list[Path], list[Path]]:
     """(image files, other files) under `folder`, recursively, sorted; hidden files are ignored."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts))
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts)
+    )
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
 
 
-def _try_load(path: Path, size: int, channels: int) -> Optional[torch.Tensor]:
+def _try_load(path: Path, size: int, channels: int) -> torch.Tensor | None:
     try:
         return load_image(path, size, channels)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
 
 
-def load_folder(folder: str | Path, size: int, channels: int = 3, workers: int = 4,
-                listed: Optional[tuple[list[Path], list[Path]]] = None) -> tuple[torch.Tensor, list[Path]]:
+def load_folder(
+    folder: str | Path,
+    size: int,
+    channels: int = 3,
+    workers: int = 4,
+    listed: tuple[list[Path], list[Path]] | None = None,
+) -> tuple[torch.Tensor, list[Path]]:
     """Every readable image under `folder` as one uint8 tensor `[N, C, size, size]`, and their paths.
 
     Unreadable and non-image files are skipped with one warning that counts them; a folder without any
@@ -79,12 +86,15 @@ def warn_skipped(folder: Path, bad: list[Path]) -> None:
 
 
 def no_readable_image(folder: Path, n_bad: int) -> FileNotFoundError:
-    return FileNotFoundError(f"No readable image in {folder} ({n_bad} file(s) there could not be read as images); "
-                             "put JPEG/PNG/WebP/BMP images there.")
+    return FileNotFoundError(
+        f"No readable image in {folder} ({n_bad} file(s) there could not be read as images); "
+        "put JPEG/PNG/WebP/BMP images there."
+    )
 
 
-def lazy_folder(folder: str | Path, size: int, channels: int,
-                listed: Optional[tuple[list[Path], list[Path]]] = None) -> "ImageFiles":
+def lazy_folder(
+    folder: str | Path, size: int, channels: int, listed: tuple[list[Path], list[Path]] | None = None
+) -> ImageFiles:
     """The readable images under `folder`, decoded on access (for folders too large for memory). Only the
     headers are checked here: cheap, and it catches non-images and most corrupt files."""
     folder = Path(folder)

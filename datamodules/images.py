@@ -16,7 +16,7 @@ Reading files: datamodules/image_folder.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -90,7 +90,7 @@ class _GeneratorData(LightningDataModule):
         """All images: a uint8 tensor `[N, C, H, W]` (or a Dataset of them)."""
         raise NotImplementedError
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         if stage == "predict" or self.train is not None:
             return  # drawing images needs no training data
         images = self.load()
@@ -115,12 +115,22 @@ class _GeneratorData(LightningDataModule):
             if self.data_on_device and self.device.type == "cuda":
                 images = images.to(self.device)  # once per loader; the split's CPU copy stays for the next
             return TensorBatches(
-                (images,), batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(images) > batch_size,
-                seed=self.seed, rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
+                (images,),
+                batch_size=batch_size,
+                shuffle=shuffle,
+                drop_last=shuffle and len(images) > batch_size,
+                seed=self.seed,
+                rank=trainer.global_rank if trainer else 0,
+                world_size=trainer.world_size if trainer else 1,
             )
         return torch.utils.data.DataLoader(
-            images, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle, num_workers=self.workers,
-            persistent_workers=self.workers > 0, pin_memory=self.device.type == "cuda",
+            images,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.workers,
+            persistent_workers=self.workers > 0,
+            pin_memory=self.device.type == "cuda",
         )
 
     def train_dataloader(self):
@@ -169,7 +179,7 @@ class ImageFolderDataModule(_GeneratorData):
         self,
         data_dir: str = "data/cats",
         channels: Literal[1, 3] = 3,
-        load_size: Optional[int] = None,
+        load_size: int | None = None,
         max_memory_mb: int = 4096,
         num_workers: int = 2,
         **kwargs: Any,
@@ -178,8 +188,10 @@ class ImageFolderDataModule(_GeneratorData):
         if channels not in (1, 3):
             raise ValueError(f"data.channels must be 1 or 3, got {channels}.")
         if load_size is not None and load_size < self.image_size:
-            raise ValueError(f"data.load_size {load_size} is smaller than data.image_size {self.image_size}; "
-                             "use a load_size at least image_size (or leave it unset).")
+            raise ValueError(
+                f"data.load_size {load_size} is smaller than data.image_size {self.image_size}; "
+                "use a load_size at least image_size (or leave it unset)."
+            )
         self.data_dir, self.channels, self.load_size = Path(data_dir), channels, load_size or self.image_size
         self.max_memory_mb, self.workers = max_memory_mb, num_workers
 
@@ -188,7 +200,9 @@ class ImageFolderDataModule(_GeneratorData):
         size_mb = len(listed[0]) * self.channels * self.load_size**2 / 2**20
         if size_mb <= self.max_memory_mb:
             images, _ = load_folder(self.data_dir, self.load_size, self.channels, listed=listed)
-            rank_zero_info(f"Loaded {len(images)} images from {self.data_dir} into memory ({images.numel() / 2**20:.0f} MB)")
+            rank_zero_info(
+                f"Loaded {len(images)} images from {self.data_dir} into memory ({images.numel() / 2**20:.0f} MB)"
+            )
             return images
         images = lazy_folder(self.data_dir, self.load_size, self.channels, listed=listed)
         rank_zero_info(f"{len(images)} images in {self.data_dir} (~{size_mb:.0f} MB) read lazily")
@@ -203,13 +217,17 @@ class SilhouetteDataModule(_GeneratorData):
     def __init__(self, resize: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if self.image_size < 28 and not resize:
-            raise ValueError(f"data.image_size {self.image_size} is smaller than the 28 px silhouettes; set data.resize true.")
+            raise ValueError(
+                f"data.image_size {self.image_size} is smaller than the 28 px silhouettes; set data.resize true."
+            )
         self.resize = resize
 
     def load(self) -> torch.Tensor:
         cats = load_silhouettes()
         if self.resize:
-            resized = torch.nn.functional.interpolate(cats.float(), size=self.image_size, mode="bilinear", antialias=True)
+            resized = torch.nn.functional.interpolate(
+                cats.float(), size=self.image_size, mode="bilinear", antialias=True
+            )
             return resized.round().clamp(0, 255).to(torch.uint8)
         pad = self.image_size - 28
         return torch.nn.functional.pad(cats, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))

@@ -11,8 +11,8 @@ normalises them itself, so predict, the app and training share one path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -26,7 +26,7 @@ from paradis.images import IMAGE_SUFFIXES
 
 
 # -- images from files, prepared the way MNIST digits were (datamodules/digits.py) ------------------
-def list_images(paths: Union[str, Sequence[str]]) -> list[Path]:
+def list_images(paths: str | Sequence[str]) -> list[Path]:
     """A folder (its image files, sorted) or a list of image files."""
     if isinstance(paths, str):
         paths = [paths]
@@ -94,8 +94,8 @@ class MNISTDataModule(LightningDataModule):
         fold: int = 0,
         seed: int = 42,
         augment: bool = False,
-        train_subset: Optional[int] = None,
-        predict_path: Optional[Union[str, list[str]]] = None,
+        train_subset: int | None = None,
+        predict_path: str | list[str] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -106,7 +106,7 @@ class MNISTDataModule(LightningDataModule):
             raise ValueError(f"--data.val_size must be between 1 and 59999, got {val_size}.")
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
-        self.source: Optional[str] = None
+        self.source: str | None = None
         self.train = self.val = self.test = None
 
     def prepare_data(self) -> None:
@@ -124,7 +124,7 @@ class MNISTDataModule(LightningDataModule):
                     first_line = (str(err).splitlines() or [type(err).__name__])[0]
                     rank_zero_warn(f"MNIST download failed ({first_line}); falling back to the next source.")
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         if self.train is not None:
             return
         if stage == "predict" and self.hparams.predict_path:
@@ -138,7 +138,9 @@ class MNISTDataModule(LightningDataModule):
         if self.hparams.folds > 1:
             fold_size = len(images) // self.hparams.folds
             val_idx = order[self.hparams.fold * fold_size : (self.hparams.fold + 1) * fold_size]
-            train_idx = torch.cat([order[: self.hparams.fold * fold_size], order[(self.hparams.fold + 1) * fold_size :]])
+            train_idx = torch.cat(
+                [order[: self.hparams.fold * fold_size], order[(self.hparams.fold + 1) * fold_size :]]
+            )
         else:
             val_idx, train_idx = order[: self.hparams.val_size], order[self.hparams.val_size :]
         if self.hparams.train_subset:

@@ -13,7 +13,6 @@ import os
 import pickle
 import zlib
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -56,7 +55,7 @@ def _source_stamp() -> dict:
     return {"source": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _read_cache(cache_dir: Path) -> Optional[np.ndarray]:
+def _read_cache(cache_dir: Path) -> np.ndarray | None:
     """The cached bytes if the cache exists, was made from the installed pickle and its CRC-32 matches."""
     try:
         meta = json.loads((cache_dir / f"{CACHE_NAME}.json").read_text())
@@ -80,10 +79,12 @@ def _write_cache(cache_dir: Path, rows: np.ndarray) -> None:
         os.replace(f"{tmp}.npy", cache_dir / f"{CACHE_NAME}.npy")
         os.replace(f"{tmp}.json", cache_dir / f"{CACHE_NAME}.json")
     except OSError as err:  # read-only data_dir, full disk: the pickle still works, only slower
-        rank_zero_warn(f"Could not cache the bundled MNIST in {cache_dir} ({err}); it will be unpickled again next time.")
+        rank_zero_warn(
+            f"Could not cache the bundled MNIST in {cache_dir} ({err}); it will be unpickled again next time."
+        )
 
 
-def load_bundled(cache_dir: Optional[Path] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def load_bundled(cache_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The bundled MNIST as uint8 tensors (train+val 60k, test 10k).
 
     With `cache_dir`, the images are read from a uint8 .npy cache there (~20 ms instead of ~2 s to unpickle),

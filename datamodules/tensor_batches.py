@@ -14,7 +14,8 @@ on from the next batch of the same permutation. Outside Lightning (no `set_epoch
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -22,8 +23,16 @@ import torch
 class TensorBatches:
     batch_sampler = None  # (Lightning reads `batch_sampler` wherever it finds a `sampler`)
 
-    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, shuffle: bool = False,
-                 drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        tensors: Sequence[torch.Tensor],
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}; pass a positive --data.batch_size.")
         self.tensors, self.batch_size, self.shuffle, self.drop_last = tuple(tensors), batch_size, shuffle, drop_last
@@ -35,7 +44,7 @@ class TensorBatches:
         self._iterated = False
 
     @property
-    def sampler(self) -> "TensorBatches":
+    def sampler(self) -> TensorBatches:
         """Lightning calls `set_epoch` on a loader's `sampler` at every epoch start."""
         return self
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Optional
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -32,7 +31,14 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from datamodules.text_batches import Collator, ResumableDataLoader, TokenizedTexts, TrainOrder
-from datamodules.text_files import BUNDLED_CLASSES, LabelledTexts, as_int, load_bundled_reviews, read_predict_texts, stratified_split
+from datamodules.text_files import (
+    BUNDLED_CLASSES,
+    LabelledTexts,
+    as_int,
+    load_bundled_reviews,
+    read_predict_texts,
+    stratified_split,
+)
 from paradis.bundled import resolve_model_path
 
 
@@ -70,45 +76,49 @@ class TextDataModule(LightningDataModule):
 
     def __init__(
         self,
-        train_file: Optional[str] = None,
-        val_file: Optional[str] = None,
-        test_file: Optional[str] = None,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
         text_column: str = "text",
         label_column: str = "label",
-        labels: Optional[list[str]] = None,
+        labels: list[str] | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         seed: int = 42,
-        tokenizer: Optional[str] = None,
-        max_length: Optional[int] = None,
+        tokenizer: str | None = None,
+        max_length: int | None = None,
         data_dir: str = "data/text",
         batch_size: int = 32,
         eval_batch_size: int = 64,
         num_workers: int = 0,
-        pad_to_multiple_of: Optional[int] = None,
+        pad_to_multiple_of: int | None = None,
         group_by_length: bool = False,
-        train_size: Optional[int] = None,
-        val_size: Optional[int] = None,
-        test_size: Optional[int] = None,
-        predict_file: Optional[str] = None,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        test_size: int | None = None,
+        predict_file: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError("Batch sizes must be at least 1; pass a positive --data.batch_size / --data.eval_batch_size.")
+            raise ValueError(
+                "Batch sizes must be at least 1; pass a positive --data.batch_size / --data.eval_batch_size."
+            )
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ValueError("data.val_fraction and data.test_fraction must be in [0, 1) and sum to less than 1.")
         if max_length is not None and max_length < 2:
             raise ValueError(f"data.max_length must be at least 2, got {max_length}.")
         if (val_file or test_file) and not train_file:
-            raise ValueError("data.val_file / data.test_file need a data.train_file; give one, or none for the bundled reviews.")
+            raise ValueError(
+                "data.val_file / data.test_file need a data.train_file; give one, or none for the bundled reviews."
+            )
         # tokenizer / max_length are the model's (linked in the CLI): kept out of hparams so they are not
         # saved twice (Lightning merges model and data hparams).
         self.save_hyperparameters(ignore=["tokenizer", "max_length"])
         self.tokenizer_name, self.max_length = tokenizer, max_length
         self.data_dir = Path(data_dir)
-        self._class_names: Optional[list[str]] = list(labels) if labels else None
+        self._class_names: list[str] | None = list(labels) if labels else None
         self._integer_labels = False
-        self._files: Optional[list[LabelledTexts]] = None
+        self._files: list[LabelledTexts] | None = None
         self.tokenizer = None
         self.train = self.val = self.test = self.predict = None
 
@@ -118,7 +128,10 @@ class TextDataModule(LightningDataModule):
         hp = self.hparams
         if self._files is not None or not hp.train_file:
             return
-        self._files = [LabelledTexts(f, hp.text_column, hp.label_column) if f else None for f in (hp.train_file, hp.val_file, hp.test_file)]
+        self._files = [
+            LabelledTexts(f, hp.text_column, hp.label_column) if f else None
+            for f in (hp.train_file, hp.val_file, hp.test_file)
+        ]
         train = self._files[0]
         self._integer_labels = train.integer_labels
         if self._class_names is None:
@@ -127,7 +140,9 @@ class TextDataModule(LightningDataModule):
             else:
                 self._class_names = sorted({str(v) for v in train.raw_labels if v not in (None, "")})
         if len(self._class_names) < 2:
-            raise ValueError(f"{train.path} has fewer than two classes ({self._class_names}); a classifier needs at least two labels.")
+            raise ValueError(
+                f"{train.path} has fewer than two classes ({self._class_names}); a classifier needs at least two labels."
+            )
 
     @property
     def class_names(self) -> list[str]:
@@ -141,10 +156,12 @@ class TextDataModule(LightningDataModule):
     def _setting(self, name: str):
         value = self.tokenizer_name if name == "tokenizer" else self.max_length
         if value is None:
-            raise ValueError(f"data.{name} is not set; pass --data.{name} (the CLI links it from model.{'model_name_or_path' if name == 'tokenizer' else name}).")
+            raise ValueError(
+                f"data.{name} is not set; pass --data.{name} (the CLI links it from model.{'model_name_or_path' if name == 'tokenizer' else name})."
+            )
         return value
 
-    def _pad_multiple(self) -> Optional[int]:
+    def _pad_multiple(self) -> int | None:
         """8 on CUDA (few shapes, tensor-core friendly); none on CPU, where each padded token costs time
         (+12.7 % tokens over a length-grouped epoch of the bundled reviews: BENCHMARKS.md)."""
         if self.hparams.pad_to_multiple_of is not None:
@@ -152,7 +169,7 @@ class TextDataModule(LightningDataModule):
         on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         return 8 if on_cuda else None
 
-    def _tokenize(self, texts: list[str], labels: Optional[list[int]], name: str) -> TokenizedTexts:
+    def _tokenize(self, texts: list[str], labels: list[int] | None, name: str) -> TokenizedTexts:
         """Tokenise once; reuse data_dir/cache/<name>-<key>.pt keyed by tokenizer, max length and texts."""
         tok = self.tokenizer
         key = hashlib.sha1()
@@ -176,7 +193,9 @@ class TextDataModule(LightningDataModule):
             torch.save({"ids": dataset.ids, "offsets": dataset.offsets, "labels": dataset.labels}, tmp)
             tmp.replace(path)
         except OSError as err:
-            rank_zero_warn(f"Could not cache tokenised texts in {path.parent} ({err}); they will be tokenised again next run.")
+            rank_zero_warn(
+                f"Could not cache tokenised texts in {path.parent} ({err}); they will be tokenised again next run."
+            )
         return dataset
 
     def _splits(self) -> tuple[tuple[list[str], list[int]], ...]:
@@ -184,7 +203,9 @@ class TextDataModule(LightningDataModule):
         if not hp.train_file:
             texts, labels = load_bundled_reviews()
             if self._class_names is not None and self._class_names != BUNDLED_CLASSES:
-                raise ValueError(f"The bundled reviews have the labels {BUNDLED_CLASSES}; remove data.labels or give a train_file.")
+                raise ValueError(
+                    f"The bundled reviews have the labels {BUNDLED_CLASSES}; remove data.labels or give a train_file."
+                )
             parts = stratified_split(labels, (0.1, 0.1), seed=0)  # fixed: comparable across runs
             self.source = f"bundled Rotten Tomatoes reviews ({len(texts)} unique snippets)"
             return tuple(([texts[i] for i in p], [labels[i] for i in p]) for p in parts)
@@ -198,7 +219,7 @@ class TextDataModule(LightningDataModule):
         self.source = ", ".join(str(f.path) for f in self._files if f)
         return train, val, test
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is None:
             self.tokenizer = load_tokenizer(self._setting("tokenizer"))
             self.max_length = int(self._setting("max_length"))
@@ -231,13 +252,19 @@ class TextDataModule(LightningDataModule):
         # A generator of its own: a DataLoader draws its workers' base seed from it at every `iter()`, which would
         # otherwise shift the global RNG (dropout) between an uninterrupted run and a resumed one.
         workers = self.hparams.num_workers
-        return {"collate_fn": self.collate, "num_workers": workers, "persistent_workers": workers > 0,
-                "generator": torch.Generator().manual_seed(self.hparams.seed)}
+        return {
+            "collate_fn": self.collate,
+            "num_workers": workers,
+            "persistent_workers": workers > 0,
+            "generator": torch.Generator().manual_seed(self.hparams.seed),
+        }
 
     def train_dataloader(self) -> ResumableDataLoader:
         hp, trainer = self.hparams, self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        order = TrainOrder(self.train.lengths, hp.batch_size, hp.seed, hp.group_by_length, num_replicas=replicas, rank=rank)
+        order = TrainOrder(
+            self.train.lengths, hp.batch_size, hp.seed, hp.group_by_length, num_replicas=replicas, rank=rank
+        )
         return ResumableDataLoader(self.train, batch_size=hp.batch_size, sampler=order, **self._loader_settings())
 
     def val_dataloader(self) -> DataLoader:

@@ -7,7 +7,7 @@ uninterrupted run would have had (restored by `callbacks.resume.ExactResume`).
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -17,13 +17,19 @@ from transformers.trainer_pt_utils import DistributedLengthGroupedSampler, get_l
 class TokenizedTexts(Dataset):
     """Token ids stored as one flat int32 tensor plus offsets (cheap to cache and to index)."""
 
-    def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, labels: Optional[torch.Tensor],
-                 texts: Optional[list[str]] = None) -> None:
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        offsets: torch.Tensor,
+        labels: torch.Tensor | None,
+        texts: list[str] | None = None,
+    ) -> None:
         self.ids, self.offsets, self.labels, self.texts = ids, offsets, labels, texts
 
     @classmethod
-    def from_lists(cls, token_lists: list[list[int]], labels: Optional[list[int]],
-                   texts: Optional[list[str]] = None) -> "TokenizedTexts":
+    def from_lists(
+        cls, token_lists: list[list[int]], labels: list[int] | None, texts: list[str] | None = None
+    ) -> TokenizedTexts:
         lengths = torch.tensor([len(t) for t in token_lists], dtype=torch.int64)
         offsets = torch.nn.functional.pad(lengths.cumsum(0), (1, 0))  # [0, end of text 0, end of text 1, ...]
         ids = torch.tensor([i for t in token_lists for i in t], dtype=torch.int32)
@@ -44,7 +50,7 @@ class TokenizedTexts(Dataset):
             item["text"] = self.texts[i]
         return item
 
-    def subset(self, n: Optional[int]) -> "TokenizedTexts":
+    def subset(self, n: int | None) -> TokenizedTexts:
         if n is None or n >= len(self):
             return self
         labels, texts = (None if x is None else x[:n] for x in (self.labels, self.texts))
@@ -54,7 +60,7 @@ class TokenizedTexts(Dataset):
 class Collator:
     """transformers' `DataCollatorWithPadding` (pads each batch to its longest text); passes raw texts through."""
 
-    def __init__(self, tokenizer, pad_to_multiple_of: Optional[int] = None) -> None:
+    def __init__(self, tokenizer, pad_to_multiple_of: int | None = None) -> None:
         from transformers import DataCollatorWithPadding
 
         self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt")
@@ -76,10 +82,18 @@ class TrainOrder(DistributedLengthGroupedSampler):
     epoch's order, all ranks together) skips what a resumed run already used.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True,
-                 num_replicas: int = 1, rank: int = 0) -> None:
-        super().__init__(batch_size, num_replicas=num_replicas, rank=rank, seed=seed, drop_last=num_replicas > 1,
-                         lengths=lengths)
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        seed: int,
+        group_by_length: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        super().__init__(
+            batch_size, num_replicas=num_replicas, rank=rank, seed=seed, drop_last=num_replicas > 1, lengths=lengths
+        )
         self.group_by_length = group_by_length
         self.start = 0
 

@@ -11,7 +11,6 @@ import io
 import json
 import random
 from pathlib import Path
-from typing import Optional
 
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -33,7 +32,15 @@ def open_text(path: Path) -> io.StringIO:
 def file_format(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".bz2", ".gz", ".xz")]
     suffix = suffixes[-1] if suffixes else ""
-    formats = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
+    formats = {
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".tab": "tsv",
+        ".jsonl": "jsonl",
+        ".json": "jsonl",
+        ".ndjson": "jsonl",
+        ".txt": "txt",
+    }
     if suffix not in formats:
         raise ValueError(f"{path} has an unknown format '{suffix}'; use a .csv, .tsv, .jsonl or .txt file.")
     return formats[suffix]
@@ -63,7 +70,9 @@ def read_records(path: str | Path, columns: list[str]) -> list[tuple[int, dict]]
                     records.append((line + 1, row))  # the line where the record starts
                     line = reader.line_num
             except csv.Error as err:
-                raise ValueError(f"{path} line {line + 1} is not valid {fmt.upper()} ({err}); fix or remove that line.") from None
+                raise ValueError(
+                    f"{path} line {line + 1} is not valid {fmt.upper()} ({err}); fix or remove that line."
+                ) from None
         elif fmt == "jsonl":
             for number, line in enumerate(f, start=1):
                 if not line.strip():
@@ -71,13 +80,17 @@ def read_records(path: str | Path, columns: list[str]) -> list[tuple[int, dict]]
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"{path} line {number} is not valid JSON ({err.msg}); fix or remove that line.") from None
+                    raise ValueError(
+                        f"{path} line {number} is not valid JSON ({err.msg}); fix or remove that line."
+                    ) from None
                 if not isinstance(row, dict):
                     raise ValueError(f"{path} line {number} is not a JSON object; write one object per line.")
                 records.append((number, row))
             missing = [c for c in columns if records and all(c not in row for _, row in records)]
             if missing:
-                raise ValueError(f"{path} has no field {', '.join(map(repr, missing))}; set data.text_column / data.label_column.")
+                raise ValueError(
+                    f"{path} has no field {', '.join(map(repr, missing))}; set data.text_column / data.label_column."
+                )
         else:
             raise ValueError(f"{path} is a plain text file: it holds no labels; use it as data.predict_file only.")
     return records
@@ -87,7 +100,9 @@ def read_predict_texts(path: str | Path, text_column: str) -> list[str]:
     """Texts to classify: a .txt file (one per line) or the text column of a CSV/TSV/JSONL file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Predict file {path} does not exist; pass --data.predict_file of a .txt, .csv or .jsonl file.")
+        raise FileNotFoundError(
+            f"Predict file {path} does not exist; pass --data.predict_file of a .txt, .csv or .jsonl file."
+        )
     if file_format(path) == "txt":
         with open_text(path) as f:
             texts = [line.strip() for line in f]
@@ -107,7 +122,7 @@ def _list_rows(rows: list[int]) -> str:
     return shown + (f" and {len(rows) - MAX_LISTED_ROWS} more" if len(rows) > MAX_LISTED_ROWS else "")
 
 
-def as_int(value) -> Optional[int]:
+def as_int(value) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -139,7 +154,9 @@ class LabelledTexts:
             self.raw_labels.append(label.strip() if isinstance(label, str) else label)
             self.lines.append(line)
         if self.empty_rows:
-            rank_zero_warn(f"{self.path}: dropped {len(self.empty_rows)} row(s) with an empty text at line {_list_rows(self.empty_rows)}.")
+            rank_zero_warn(
+                f"{self.path}: dropped {len(self.empty_rows)} row(s) with an empty text at line {_list_rows(self.empty_rows)}."
+            )
 
     @property
     def integer_labels(self) -> bool:
@@ -169,7 +186,9 @@ class LabelledTexts:
             )
         self.unknown_rows = unknown
         if not texts:
-            raise ValueError(f"{self.path} holds no usable row (every text is empty or its label unknown); check data.text_column / data.label_column / data.labels.")
+            raise ValueError(
+                f"{self.path} holds no usable row (every text is empty or its label unknown); check data.text_column / data.label_column / data.labels."
+            )
         return texts, labels
 
 

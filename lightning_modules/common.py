@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Literal, Optional, Sequence, get_args
+from collections.abc import Iterable, Sequence
+from typing import Literal, get_args
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -14,7 +15,7 @@ OPTIMIZERS = get_args(OptimizerName)
 class TaskModule(LightningModule):
     """The base of every Paradis task: a `LightningModule` that records what its LR schedule was sized from."""
 
-    schedule_budget: Optional[dict] = None  # when the schedule depends on the run's budget (`budget_sized`)
+    schedule_budget: dict | None = None  # when the schedule depends on the run's budget (`budget_sized`)
 
     def budget_sized(self, length: int, unit: str, option: str) -> int:
         """Return `length` (of the whole run, in `unit`, from the Trainer's `option`) after recording it as what the
@@ -23,7 +24,7 @@ class TaskModule(LightningModule):
         return length
 
     @property
-    def attached_trainer(self) -> Optional[Trainer]:
+    def attached_trainer(self) -> Trainer | None:
         """The Trainer running this module, or None when it is used on its own (`self.trainer` raises then)."""
         try:
             return self.trainer
@@ -52,11 +53,20 @@ def check_probability(option: str, value: float) -> float:
     return value
 
 
-def build_optimizer(param_groups: Sequence[dict] | Iterable[torch.nn.Parameter], name: OptimizerName, lr: float,
-                    momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def build_optimizer(
+    param_groups: Sequence[dict] | Iterable[torch.nn.Parameter],
+    name: OptimizerName,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
     """SGD or RMSprop (with optional momentum), Adam or AdamW by name."""
-    optimizer = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-                 "rmsprop": torch.optim.RMSprop}[check_choice("optimizer", name, OPTIMIZERS)]
+    optimizer = {
+        "sgd": torch.optim.SGD,
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "rmsprop": torch.optim.RMSprop,
+    }[check_choice("optimizer", name, OPTIMIZERS)]
     extra = {"momentum": momentum} if name in ("sgd", "rmsprop") else {}
     return optimizer(param_groups, lr=lr, weight_decay=weight_decay, **extra)
 

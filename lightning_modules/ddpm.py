@@ -26,19 +26,28 @@ TF32 + cudnn.benchmark, channels-last, fused AdamW (on by default), and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
-from diffusers.training_utils import compute_snr
 from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+from diffusers.training_utils import compute_snr
 
 from lightning_modules import gpu
 from lightning_modules.common import TaskModule, check_choice, check_positive, check_probability, decay_param_groups
-from lightning_modules.unet import (PredictionType, Sampler, SAMPLERS, Schedule, build_pipeline,  # noqa: F401
-                                    check_unet_shape, export_pipeline, make_scheduler, make_unet)
+from lightning_modules.unet import (
+    SAMPLERS,
+    PredictionType,
+    Sampler,
+    Schedule,
+    build_pipeline,  # noqa: F401
+    check_unet_shape,
+    export_pipeline,
+    make_scheduler,
+    make_unet,
+)
 from paradis.images import denormalize
 
 VAL_SEED = 1234  # fixed timesteps and noise for val/loss, so epochs are comparable
@@ -81,7 +90,7 @@ class DDPM(TaskModule):
         schedule: Schedule = "cosine",
         num_train_timesteps: int = 1000,
         prediction_type: PredictionType = "epsilon",
-        snr_gamma: Optional[float] = None,
+        snr_gamma: float | None = None,
         lr: float = 2e-4,
         warmup_steps: int = 200,
         weight_decay: float = 0.0,
@@ -104,18 +113,31 @@ class DDPM(TaskModule):
         check_probability("Dropout (model.dropout)", dropout)
         if snr_gamma is not None:
             check_positive("Min-SNR gamma (model.snr_gamma)", snr_gamma)
-        for name, value in (("sample_size", sample_size), ("in_channels", in_channels), ("model_channels", model_channels),
-                            ("num_res_blocks", num_res_blocks), ("num_train_timesteps", num_train_timesteps),
-                            ("sample_steps", sample_steps)):
+        for name, value in (
+            ("sample_size", sample_size),
+            ("in_channels", in_channels),
+            ("model_channels", model_channels),
+            ("num_res_blocks", num_res_blocks),
+            ("num_train_timesteps", num_train_timesteps),
+            ("sample_steps", sample_steps),
+        ):
             if value < 1:
                 raise ValueError(f"model.{name} must be a positive integer, got {value}.")
         check_unet_shape(sample_size, model_channels, channel_mult, attention_head_dim)
         self.save_hyperparameters()
-        self.unet = make_unet(sample_size, in_channels, model_channels, tuple(channel_mult), num_res_blocks,
-                              tuple(attention_resolutions), dropout, attention_head_dim)
+        self.unet = make_unet(
+            sample_size,
+            in_channels,
+            model_channels,
+            tuple(channel_mult),
+            num_res_blocks,
+            tuple(attention_resolutions),
+            dropout,
+            attention_head_dim,
+        )
         self.noise_scheduler = make_scheduler(schedule, num_train_timesteps, prediction_type)
         self._channels_last = False
-        self._compiled: Optional[gpu.Compiled] = None  # a plain attribute: not in state_dict or copies' modules
+        self._compiled: gpu.Compiled | None = None  # a plain attribute: not in state_dict or copies' modules
 
     def setup(self, stage: str) -> None:
         """GPU settings, once the device is known (runs after the callbacks' setup, so the EMA callback has
@@ -136,7 +158,9 @@ class DDPM(TaskModule):
         unet = self._compiled if self._compiled is not None else self.unet
         return unet(noisy, timesteps).sample
 
-    def loss(self, images: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor, weighted: bool = False) -> torch.Tensor:
+    def loss(
+        self, images: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor, weighted: bool = False
+    ) -> torch.Tensor:
         """MSE between the U-Net's prediction and its target for clean `images` in [-1, 1] (`weighted`: with the
         Min-SNR-gamma weights when `snr_gamma` is set)."""
         noisy = self.noise_scheduler.add_noise(images, noise, timesteps)
@@ -163,8 +187,15 @@ class DDPM(TaskModule):
             timesteps = torch.randint(0, steps, (n,), generator=generator).to(self.device)
             noise = torch.randn(images.shape, generator=generator).to(images)
         loss = self.loss(images, timesteps, noise, weighted=stage == "train")
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=n,
-                 sync_dist=stage != "train")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=n,
+            sync_dist=stage != "train",
+        )
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -211,11 +242,11 @@ class DDPM(TaskModule):
     def sample(
         self,
         n: int,
-        steps: Optional[int] = None,
-        sampler: Optional[Sampler] = None,
-        generator: Optional[torch.Generator] = None,
-        eta: Optional[float] = None,
-        progress: Optional[Callable[[int, int], None]] = None,
+        steps: int | None = None,
+        sampler: Sampler | None = None,
+        generator: torch.Generator | None = None,
+        eta: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """Draw `n` images `[n, C, H, W]` in [0, 1] with `steps` DDIM or DDPM steps (defaults: the module's
         `sample_steps` / `sampler` / `eta`). `generator` (a CPU `torch.Generator`) makes the result repeatable;
@@ -226,7 +257,9 @@ class DDPM(TaskModule):
         steps = int(steps or hp.sample_steps)
         eta = hp.eta if eta is None else eta
         if n < 1 or not 1 <= steps <= hp.num_train_timesteps:
-            raise ValueError(f"Sampling needs n >= 1 and 1 <= steps <= {hp.num_train_timesteps}, got n={n}, steps={steps}.")
+            raise ValueError(
+                f"Sampling needs n >= 1 and 1 <= steps <= {hp.num_train_timesteps}, got n={n}, steps={steps}."
+            )
         scheduler = self.inference_scheduler(sampler)
         scheduler.set_timesteps(steps)
         step_kwargs = {"eta": eta} if sampler == "ddim" else {}

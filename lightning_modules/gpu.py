@@ -14,7 +14,8 @@ for those copies to overlap.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
@@ -43,7 +44,9 @@ def channels_last(module: torch.nn.Module, device: torch.device | str, enabled: 
     return True
 
 
-def adamw(params: Iterable[Any], lr: float, device: torch.device | str, fused: bool = True, **kwargs: Any) -> torch.optim.AdamW:
+def adamw(
+    params: Iterable[Any], lr: float, device: torch.device | str, fused: bool = True, **kwargs: Any
+) -> torch.optim.AdamW:
     """AdamW, fused on CUDA when `fused` (one kernel per step instead of one per parameter), else PyTorch's
     default (foreach, multi-tensor)."""
     if fused and is_cuda(device):
@@ -81,8 +84,10 @@ class Compiled:
             out = self.compiled(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - any compiler failure: fall back, say why in one line
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            rank_zero_info(f"torch.compile could not compile {type(self.module).__name__} ({reason}); "
-                           "running eagerly instead (set --model.compile false to skip the attempt).")
+            rank_zero_info(
+                f"torch.compile could not compile {type(self.module).__name__} ({reason}); "
+                "running eagerly instead (set --model.compile false to skip the attempt)."
+            )
             self.compiled = None
             return self.module(*args, **kwargs)
         self.checked = True

@@ -10,7 +10,8 @@ normalises them itself, so training, `predict` and the app share one path.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Sequence, get_args
+from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,15 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_modules.common import OPTIMIZERS, OptimizerName, TaskModule, build_optimizer, check_choice, check_positive, check_probability
+from lightning_modules.common import (
+    OPTIMIZERS,
+    OptimizerName,
+    TaskModule,
+    build_optimizer,
+    check_choice,
+    check_positive,
+    check_probability,
+)
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -79,7 +88,9 @@ def mlp(hidden_sizes: Sequence[int], activation: str, dropout: float, batch_norm
     return nn.Sequential(*layers)
 
 
-def cnn(channels: Sequence[int], hidden_sizes: Sequence[int], activation: str, dropout: float, batch_norm: bool) -> nn.Sequential:
+def cnn(
+    channels: Sequence[int], hidden_sizes: Sequence[int], activation: str, dropout: float, batch_norm: bool
+) -> nn.Sequential:
     """conv-act-[bn]-pool blocks (28 -> 14 -> 7 ...), then an MLP head."""
     layers: list[nn.Module] = []
     in_channels, side = 1, 28
@@ -164,7 +175,7 @@ class MNISTClassifier(TaskModule):
         self.register_buffer("mean", torch.tensor(MNIST_MEAN), persistent=False)
         self.register_buffer("std", torch.tensor(MNIST_STD), persistent=False)
 
-        self._loss_sum: Optional[torch.Tensor] = None
+        self._loss_sum: torch.Tensor | None = None
         self._loss_count = 0
         self.val_acc = MulticlassAccuracy(num_classes=10, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=10, average="micro")
@@ -256,8 +267,11 @@ class MNISTClassifier(TaskModule):
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=hp.gamma, patience=hp.patience)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
         else:  # onecycle: stepped every batch
-            total = self.budget_sized(max(1, int(self.trainer.estimated_stepping_batches)), "optimizer steps",
-                                      "--trainer.max_epochs / --trainer.max_steps")
+            total = self.budget_sized(
+                max(1, int(self.trainer.estimated_stepping_batches)),
+                "optimizer steps",
+                "--trainer.max_epochs / --trainer.max_steps",
+            )
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -14,7 +14,7 @@ trained (adapter + classification head, a few MB for LoRA) plus what rebuilds th
 
 from __future__ import annotations
 
-from typing import Optional, get_args
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
@@ -60,15 +60,15 @@ class TextClassifier(TaskModule):
         lora_r: int = 8,
         lora_alpha: int = 16,
         lora_dropout: float = 0.1,
-        target_modules: Optional[list[str]] = None,
-        lora_layers: Optional[list[int]] = None,
-        modules_to_save: Optional[list[str]] = None,
+        target_modules: list[str] | None = None,
+        lora_layers: list[int] | None = None,
+        modules_to_save: list[str] | None = None,
         num_virtual_tokens: int = 20,
         lr: float = 5e-4,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         max_length: int = 128,
-        class_names: Optional[list[str]] = None,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         check_choice("model.peft_method", peft_method, get_args(PeftMethod))
@@ -81,10 +81,10 @@ class TextClassifier(TaskModule):
         self.save_hyperparameters()
         self.model_name_or_path = model_name_or_path
         self.max_length = max_length
-        self.model: Optional[torch.nn.Module] = None
+        self.model: torch.nn.Module | None = None
         self.tokenizer = None
-        self.peft_config_json: Optional[str] = None
-        self._class_names: Optional[list[str]] = [str(c) for c in class_names] if class_names else None
+        self.peft_config_json: str | None = None
+        self._class_names: list[str] | None = [str(c) for c in class_names] if class_names else None
         # Checkpoints hold only the trained tensors: loading must not ask for the frozen base weights.
         self.strict_loading = False
 
@@ -92,10 +92,12 @@ class TextClassifier(TaskModule):
     @property
     def class_names(self) -> list[str]:
         if self._class_names is None:
-            raise RuntimeError("The classifier is not built yet: its class names come from model.class_names or a checkpoint.")
+            raise RuntimeError(
+                "The classifier is not built yet: its class names come from model.class_names or a checkpoint."
+            )
         return list(self._class_names)
 
-    def build(self, class_names: list[str], peft_config_json: Optional[str] = None) -> None:
+    def build(self, class_names: list[str], peft_config_json: str | None = None) -> None:
         """Load the base model with a `len(class_names)`-way head and wrap it with the PEFT method."""
         hp = self.hparams
         names = [str(c) for c in class_names]
@@ -120,11 +122,15 @@ class TextClassifier(TaskModule):
     def setup(self, stage: str) -> None:
         # Without class names the checkpoint being loaded builds the network (on_load_checkpoint).
         if self.model is None and self._class_names is not None:
-            self.build(self._class_names)  # a checkpoint loaded next is checked against (or, to predict, replaces) these names
+            self.build(
+                self._class_names
+            )  # a checkpoint loaded next is checked against (or, to predict, replaces) these names
 
     def _require_model(self) -> torch.nn.Module:
         if self.model is None:
-            raise ValueError("The text classifier needs class names: set model.class_names (the CLI links data.class_names) or load a checkpoint.")
+            raise ValueError(
+                "The text classifier needs class names: set model.class_names (the CLI links data.class_names) or load a checkpoint."
+            )
         return self.model
 
     def parameter_counts(self) -> tuple[int, int]:
@@ -171,7 +177,9 @@ class TextClassifier(TaskModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get(CHECKPOINT_KEY)
         if meta is None:
-            raise ValueError("This checkpoint holds no text model description; pass a .ckpt written by a TextClassifier run.")
+            raise ValueError(
+                "This checkpoint holds no text model description; pass a .ckpt written by a TextClassifier run."
+            )
         if meta["base_model"] != self.model_name_or_path or meta["peft_method"] != self.hparams.peft_method:
             raise ValueError(
                 f"The checkpoint was trained from {meta['base_model']} with {meta['peft_method']}, but the config says "
@@ -179,8 +187,14 @@ class TextClassifier(TaskModule):
             )
         if self.model is None:
             self.build(meta["class_names"], meta.get("peft_config"))
-        elif list(meta["class_names"]) != self.class_names and self.attached_trainer is not None and self.trainer.predicting:
-            rank_zero_info(f"Predicting the checkpoint's classes {meta['class_names']} (the data module has {self.class_names}).")
+        elif (
+            list(meta["class_names"]) != self.class_names
+            and self.attached_trainer is not None
+            and self.trainer.predicting
+        ):
+            rank_zero_info(
+                f"Predicting the checkpoint's classes {meta['class_names']} (the data module has {self.class_names})."
+            )
             self.build(meta["class_names"], meta.get("peft_config"))
         elif list(meta["class_names"]) != self.class_names:
             raise ValueError(
@@ -237,7 +251,9 @@ class TextClassifier(TaskModule):
         if not texts or not all(texts):
             raise ValueError("The text is empty; type or paste some text to classify.")
         lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
+        encoded = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        ).to(self.device)
         was_training = self.training
         self.eval()
         probabilities = self(encoded["input_ids"], encoded["attention_mask"]).float().softmax(dim=-1).cpu()
@@ -279,7 +295,10 @@ class TextClassifier(TaskModule):
         hp = self.hparams
         self._require_model()
         optimizer = torch.optim.AdamW(decay_param_groups(self, hp.weight_decay), lr=hp.lr)
-        total = self.budget_sized(max(1, int(self.trainer.estimated_stepping_batches)), "optimizer steps",
-                                  "--trainer.max_epochs / --trainer.max_steps")
+        total = self.budget_sized(
+            max(1, int(self.trainer.estimated_stepping_batches)),
+            "optimizer steps",
+            "--trainer.max_epochs / --trainer.max_steps",
+        )
         scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 
@@ -83,29 +83,53 @@ def peft_config(base: torch.nn.Module, info: dict, hp) -> object:
     if hp.peft_method == "lora":
         targets = list(hp.target_modules) if hp.target_modules else lora_targets(base)
         names = [name for name, _ in base.named_modules() if name]
-        unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]  # peft: names or suffixes
+        unknown = [
+            t for t in targets if not any(n == t or n.endswith("." + t) for n in names)
+        ]  # peft: names or suffixes
         if unknown:
-            raise ValueError(f"model.target_modules {unknown} are not modules of {type(base).__name__}; pick from its Linear layers, e.g. {lora_targets(base)}.")
+            raise ValueError(
+                f"model.target_modules {unknown} are not modules of {type(base).__name__}; pick from its Linear layers, e.g. {lora_targets(base)}."
+            )
         layers, depth = list(hp.get("lora_layers") or []), base.config.num_hidden_layers
         if any(not 0 <= i < depth for i in layers):
-            raise ValueError(f"model.lora_layers {layers} must be block indices from 0 to {depth - 1} ({type(base).__name__} has {depth}).")
-        return LoraConfig(task_type=TaskType.SEQ_CLS, r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
-                          target_modules=targets, modules_to_save=head, layers_to_transform=layers or None)
+            raise ValueError(
+                f"model.lora_layers {layers} must be block indices from 0 to {depth - 1} ({type(base).__name__} has {depth})."
+            )
+        return LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=hp.lora_r,
+            lora_alpha=hp.lora_alpha,
+            lora_dropout=hp.lora_dropout,
+            target_modules=targets,
+            modules_to_save=head,
+            layers_to_transform=layers or None,
+        )
     # Sizes given explicitly: peft reads them from config.to_dict(), where DistilBERT names them differently.
     config = base.config
-    sizes = {"token_dim": config.hidden_size, "num_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads}
-    common = {"task_type": TaskType.SEQ_CLS, "num_virtual_tokens": hp.num_virtual_tokens, "modules_to_save": head, **sizes}
+    sizes = {
+        "token_dim": config.hidden_size,
+        "num_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads,
+    }
+    common = {
+        "task_type": TaskType.SEQ_CLS,
+        "num_virtual_tokens": hp.num_virtual_tokens,
+        "modules_to_save": head,
+        **sizes,
+    }
     if hp.peft_method == "prompt_tuning":
         return PromptTuningConfig(**common)
     return PromptEncoderConfig(encoder_hidden_size=128, **common)
 
 
-def wrap(base: torch.nn.Module, info: dict, hp, saved_config: Optional[str] = None) -> tuple[torch.nn.Module, Optional[str]]:
+def wrap(base: torch.nn.Module, info: dict, hp, saved_config: str | None = None) -> tuple[torch.nn.Module, str | None]:
     """(the model to train, its PEFT config as JSON); `saved_config` (from a checkpoint) rebuilds the adapter exactly."""
     if hp.peft_method == "full":
         return base, None
     from peft import PeftConfig, get_peft_model
 
-    config = peft_config(base, info, hp) if saved_config is None else PeftConfig.from_peft_type(**json.loads(saved_config))
+    config = (
+        peft_config(base, info, hp) if saved_config is None else PeftConfig.from_peft_type(**json.loads(saved_config))
+    )
     model = get_peft_model(base, config)
     return model, json.dumps(config.to_dict(), default=lambda v: sorted(v) if isinstance(v, set) else str(v))

@@ -8,8 +8,9 @@ diffusion maths is re-implemented); `build_pipeline` / `export_pipeline` write a
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
@@ -73,7 +74,9 @@ def make_unet(
     )
 
 
-def check_unet_shape(sample_size: int, model_channels: int, channel_mult: Sequence[int], attention_head_dim: int) -> None:
+def check_unet_shape(
+    sample_size: int, model_channels: int, channel_mult: Sequence[int], attention_head_dim: int
+) -> None:
     """One sentence for a U-Net shape diffusers would reject with a traceback."""
     if not channel_mult or any(m < 1 for m in channel_mult):
         raise ValueError(f"model.channel_mult must be a non-empty list of positive integers, got {list(channel_mult)}.")

@@ -48,7 +48,7 @@ class BundledDataTampered(ValueError):
     """A bundled pickled or TorchScript file does not match its pinned SHA-256; it must not be loaded."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # (size, mtime): a changed file is hashed again
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import torch
 
@@ -29,7 +30,7 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     return checkpoint
 
 
-def class_path(checkpoint: dict) -> Optional[str]:
+def class_path(checkpoint: dict) -> str | None:
     """`package.module.Class` of the LightningModule that wrote the checkpoint (saved by LightningCLI)."""
     return (checkpoint.get("hyper_parameters") or {}).get("_class_path")
 

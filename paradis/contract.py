@@ -7,7 +7,8 @@ implements `Task` and, depending on what it does, `Classifier` or `Generator`
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -21,7 +22,7 @@ class Task(Protocol):
     #: "max" when a larger `monitor` is better, else "min"
     monitor_mode: Literal["min", "max"]
     #: an input for the TensorBoard graph and the model summary, or None
-    example_input_array: Optional[torch.Tensor]
+    example_input_array: torch.Tensor | None
 
 
 @runtime_checkable
@@ -44,10 +45,10 @@ class Generator(Task, Protocol):
     def sample(
         self,
         n: int,
-        steps: Optional[int] = None,
-        sampler: Optional[str] = None,
-        generator: Optional[torch.Generator] = None,
-        progress: Optional[Callable[[int, int], None]] = None,
+        steps: int | None = None,
+        sampler: str | None = None,
+        generator: torch.Generator | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """`n` images `[n, C, H, W]` in [0, 1]; the same `generator` seed gives the same images."""
         ...

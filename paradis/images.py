@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 # The file suffixes every image reader of Paradis accepts (photo folders, digits to classify): what PIL decodes.
@@ -20,7 +18,7 @@ def denormalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 2 + 0.5).clamp(0, 1)
 
 
-def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor:
+def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
     """The one grid layout of generated images (`[n, C, H, W]` in [0, 1]): about sqrt(n) per row, white gaps.
     Used by `paradis predict`, the sample-grid callback and the app, so their grids match."""
     from torchvision.utils import make_grid

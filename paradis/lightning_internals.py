@@ -9,7 +9,8 @@ docs/design.md ("Workarounds") says why each one exists.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import WeightAveraging
@@ -34,11 +35,10 @@ def validation_follows(trainer: Trainer) -> bool:
     return bool(fit_loop.epoch_loop._should_check_val_fx(fit_loop._data_fetcher))
 
 
-def averaged_model(callback: WeightAveraging) -> Optional[AveragedModel]:
+def averaged_model(callback: WeightAveraging) -> AveragedModel | None:
     """The `AveragedModel` of a `WeightAveraging` callback (None outside `fit`). Lightning keeps it in
     `_average_model` with no accessor, and swaps it in for validation even before its first update (#21724)."""
     return callback._average_model
-
 
 
 class CheckpointArgumentsCLI(LightningCLI):
@@ -65,14 +65,23 @@ class Instance:
 
 
 def _fit_loop() -> Any:
-    return Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False).fit_loop
+    return Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit_loop
 
 
 # (object, private attribute, parameter names of the method, or None for a non-callable) for tests/test_surface.py
-INTERNALS: list[tuple[Any, str, Optional[tuple[str, ...]]]] = [
+INTERNALS: list[tuple[Any, str, tuple[str, ...] | None]] = [
     (Instance(lambda: _fit_loop().trainer, "a Trainer"), "_signal_connector", None),
-    (Instance(lambda: _fit_loop().epoch_loop, "Trainer.fit_loop.epoch_loop"), "_should_check_val_fx", ("data_fetcher",)),
+    (
+        Instance(lambda: _fit_loop().epoch_loop, "Trainer.fit_loop.epoch_loop"),
+        "_should_check_val_fx",
+        ("data_fetcher",),
+    ),
     (Instance(_fit_loop, "Trainer.fit_loop"), "_data_fetcher", None),
     (Instance(lambda: WeightAveraging(), "a WeightAveraging"), "_average_model", None),
     (LightningCLI, "_parse_ckpt_path", ("self",)),

@@ -41,6 +41,8 @@ def read_yaml(path: str | Path, what: str = "Config file") -> Any:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        raise ValueError(f"{what} {path} is not valid YAML at {where} ({err.problem or err.context}); fix its syntax.") from None
+        raise ValueError(
+            f"{what} {path} is not valid YAML at {where} ({err.problem or err.context}); fix its syntax."
+        ) from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ValueError(f"{what} {path} is not valid YAML ({str(err).splitlines()[0]}); fix its syntax.") from None

@@ -20,7 +20,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
 
-def run_paradis(*args: str, cwd: Path | None = None, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+def run_paradis(
+    *args: str, cwd: Path | None = None, timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run the real `paradis` console script in a subprocess; returns the completed process."""
     proc = subprocess.run(
         [str(BIN / "paradis"), *args],
@@ -30,7 +32,9 @@ def run_paradis(*args: str, cwd: Path | None = None, timeout: float = 600, check
         timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"paradis {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"paradis {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 

@@ -32,7 +32,9 @@ class RecordLastCheckpoint(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-        step = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"] if last.exists() else None
+        step = (
+            torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"] if last.exists() else None
+        )
         self.seen.append(step)
         Path(self.path).write_text(json.dumps(self.seen))
 
@@ -70,8 +72,10 @@ class RecordWeights(Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         averages = [c._average_model for c in trainer.callbacks if getattr(c, "_average_model", None) is not None]
-        out = {"module": fingerprint(pl_module.state_dict().values()),
-               "average": [fingerprint(a.state_dict().values()) for a in averages]}
+        out = {
+            "module": fingerprint(pl_module.state_dict().values()),
+            "average": [fingerprint(a.state_dict().values()) for a in averages],
+        }
         Path(f"{self.path}.rank{trainer.global_rank}.json").write_text(json.dumps(out))
 
 

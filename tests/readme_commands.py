@@ -12,11 +12,9 @@ each one in tiny form.
 from __future__ import annotations
 
 import re
-import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from lightning.pytorch import Callback
 
@@ -32,24 +30,20 @@ SKIPPED = {
     "make gpu-check OUT=gpu_check PHOTOS=~/photos/cats": "needs a CUDA GPU (benchmarks/gpu_check.py; tests/test_gpu_check.py covers what runs on a CPU)",
     "paradis fit --config configs/mnist.yaml --trainer.precision 16-mixed": "16-mixed needs a GPU (Lightning refuses it on CPU)",
     "torchrun --nnodes 2 --nproc_per_node 4 --node_rank 0 --master_addr $MASTER --master_port 29500 -m apps.cli fit "
-    "--config configs/ddpm_cats.yaml --trainer.strategy ddp --trainer.devices 4 --trainer.num_nodes 2":
-        "two machines with 4 GPUs each (tests/test_ddp.py runs 2 torchrun nodes on 127.0.0.1)",
-    "srun paradis fit --config configs/ddpm_cats.yaml --trainer.strategy ddp --trainer.devices 4 --trainer.num_nodes 2":
-        "a SLURM cluster of two machines with 4 GPUs each",
-    "paradis-lab configs/lab/search.yaml --storage postgresql://paradis:PASSWORD@dbhost/paradis --workers 2":
-        "needs a PostgreSQL server (tests/test_lab_search.py shares one study between processes through SQLite)",
-    "paradis fit --config configs/text_lora.yaml":
-        "downloads distilbert-base-uncased from the Hugging Face Hub; the tests run offline",
+    "--config configs/ddpm_cats.yaml --trainer.strategy ddp --trainer.devices 4 --trainer.num_nodes 2": "two machines with 4 GPUs each (tests/test_ddp.py runs 2 torchrun nodes on 127.0.0.1)",
+    "srun paradis fit --config configs/ddpm_cats.yaml --trainer.strategy ddp --trainer.devices 4 --trainer.num_nodes 2": "a SLURM cluster of two machines with 4 GPUs each",
+    "paradis-lab configs/lab/search.yaml --storage postgresql://paradis:PASSWORD@dbhost/paradis --workers 2": "needs a PostgreSQL server (tests/test_lab_search.py shares one study between processes through SQLite)",
+    "paradis fit --config configs/text_lora.yaml": "downloads distilbert-base-uncased from the Hugging Face Hub; the tests run offline",
 }
 
 
 @dataclass(frozen=True)
 class Command:
-    doc: str            # README.md, docs/design.md
-    line: int           # where it starts
-    lang: str           # "shell", "script" (a shell block run as a whole) or "python"
-    text: str           # shell: the command without its comment, spaces collapsed; script/python: the block
-    comment: str = ""   # shell: its trailing comment and the comment lines right after it
+    doc: str  # README.md, docs/design.md
+    line: int  # where it starts
+    lang: str  # "shell", "script" (a shell block run as a whole) or "python"
+    text: str  # shell: the command without its comment, spaces collapsed; script/python: the block
+    comment: str = ""  # shell: its trailing comment and the comment lines right after it
 
     @property
     def name(self) -> str:
@@ -75,7 +69,7 @@ def fenced_blocks(text: str) -> list[tuple[int, str, list[str]]]:
                 open_fence = (match.group(1), match.group(2), match.group(3).lower(), number + 1, [])
         elif match and match.group(2) == open_fence[1] and not match.group(3):
             indent, _, lang, start, lines = open_fence
-            blocks.append((start, lang, [ln[len(indent):] if ln.startswith(indent) else ln.lstrip() for ln in lines]))
+            blocks.append((start, lang, [ln[len(indent) :] if ln.startswith(indent) else ln.lstrip() for ln in lines]))
             open_fence = None
         else:
             open_fence[4].append(line)
@@ -92,7 +86,7 @@ def split_comment(line: str) -> tuple[str, str]:
         elif ch in "'\"":
             quote = ch
         elif ch == "#" and (i == 0 or line[i - 1].isspace()):
-            return line[:i].rstrip(), line[i + 1:].strip()
+            return line[:i].rstrip(), line[i + 1 :].strip()
     return line.rstrip(), ""
 
 
@@ -114,8 +108,10 @@ def logical_lines(lines: list[str], start: int) -> list[tuple[int, str]]:
 
 def is_script(lines: list[tuple[int, str]]) -> bool:
     """A block that sets shell variables is one script, run as a whole."""
-    return any(re.match(r"^[A-Za-z_]\w*=\S*(;|$|\s+[A-Za-z_]\w*=)", split_comment(text)[0].strip())
-               or "$(" in text for _, text in lines)
+    return any(
+        re.match(r"^[A-Za-z_]\w*=\S*(;|$|\s+[A-Za-z_]\w*=)", split_comment(text)[0].strip()) or "$(" in text
+        for _, text in lines
+    )
 
 
 def extract(path: Path) -> list[Command]:
@@ -134,9 +130,13 @@ def extract(path: Path) -> list[Command]:
                 command = " ".join(command.split())
                 if command:
                     commands.append(Command(doc, number, "shell", command, comment))
-                elif comment and commands and commands[-1].doc == doc and commands[-1].lang == "shell" and number > start:
+                elif (
+                    comment and commands and commands[-1].doc == doc and commands[-1].lang == "shell" and number > start
+                ):
                     last = commands[-1]  # a comment line under a command describes it (`# -> runs/lab/course.html`)
-                    commands[-1] = Command(last.doc, last.line, last.lang, last.text, f"{last.comment}\n{comment}".strip())
+                    commands[-1] = Command(
+                        last.doc, last.line, last.lang, last.text, f"{last.comment}\n{comment}".strip()
+                    )
     return commands
 
 
@@ -146,8 +146,14 @@ def all_commands() -> list[Command]:
 
 def expand(text: str, cwd: Path, env: dict) -> list[str]:
     """The argv bash would pass for this command line (braces, variables), without running it."""
-    proc = subprocess.run(["bash", "-c", f"for a in {text}; do printf '%s\\0' \"$a\"; done"], cwd=cwd, env=env,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["bash", "-c", f"for a in {text}; do printf '%s\\0' \"$a\"; done"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return proc.stdout.split("\0")[:-1]
 
 
@@ -160,8 +166,18 @@ def promised_files(comment: str) -> list[str]:
 # -- tiny form -------------------------------------------------------------------------------------------------
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 LIMITS = {
-    "fit": ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-            "--trainer.num_sanity_val_steps", "0", "--trainer.log_every_n_steps", "1"],
+    "fit": [
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--trainer.log_every_n_steps",
+        "1",
+    ],
     "validate": ["--trainer.limit_val_batches", "1"],
     "test": ["--trainer.limit_test_batches", "1"],
     "predict": [],
@@ -169,13 +185,50 @@ LIMITS = {
 TINY_DATA = {
     "mnist": ["--data.download", "false", "--data.train_subset", "256", "--data.val_size", "500"],
     # a ~180k-parameter U-Net at 32 px (tests/configs/ddpm_tiny.yaml), a few sampling steps
-    "ddpm": ["--model.sample_size", "32", "--data.image_size", "32", "--model.model_channels", "16",
-             "--model.channel_mult", "[1, 2]", "--model.num_res_blocks", "1", "--model.attention_resolutions", "[16]",
-             "--model.attention_head_dim", "16", "--model.dropout", "0.0", "--model.warmup_steps", "2",
-             "--model.sample_steps", "3", "--data.batch_size", "8", "--data.eval_batch_size", "16",
-             "--data.num_samples", "4", "--data.predict_batch_size", "4"],
-    "text": ["--data.train_size", "32", "--data.val_size", "16", "--data.test_size", "16", "--data.batch_size", "8",
-             "--data.eval_batch_size", "16", "--model.max_length", "32"],
+    "ddpm": [
+        "--model.sample_size",
+        "32",
+        "--data.image_size",
+        "32",
+        "--model.model_channels",
+        "16",
+        "--model.channel_mult",
+        "[1, 2]",
+        "--model.num_res_blocks",
+        "1",
+        "--model.attention_resolutions",
+        "[16]",
+        "--model.attention_head_dim",
+        "16",
+        "--model.dropout",
+        "0.0",
+        "--model.warmup_steps",
+        "2",
+        "--model.sample_steps",
+        "3",
+        "--data.batch_size",
+        "8",
+        "--data.eval_batch_size",
+        "16",
+        "--data.num_samples",
+        "4",
+        "--data.predict_batch_size",
+        "4",
+    ],
+    "text": [
+        "--data.train_size",
+        "32",
+        "--data.val_size",
+        "16",
+        "--data.test_size",
+        "16",
+        "--data.batch_size",
+        "8",
+        "--data.eval_batch_size",
+        "16",
+        "--model.max_length",
+        "32",
+    ],
 }
 STOP = "readme_commands.StopAfterFirstEpoch"
 
@@ -195,7 +248,7 @@ def task_of(config: Path) -> str:
     return {"mnist": "mnist", "ddpm": "ddpm", "text": "text"}[path.split(".")[1]]
 
 
-def option(argv: list[str], name: str) -> Optional[str]:
+def option(argv: list[str], name: str) -> str | None:
     """The last value of `--name VALUE` / `--name=VALUE`."""
     value = None
     for i, arg in enumerate(argv):
@@ -229,10 +282,28 @@ def tiny_paradis_args(argv: list[str], cwd: Path) -> list[str]:
     return extra
 
 
-TINY_LAB = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-            "--trainer.limit_test_batches", "1", "--data.download", "false", "--data.train_subset", "256",
-            "--data.val_size", "500", "--threads", "1"]
+TINY_LAB = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.limit_test_batches",
+    "1",
+    "--data.download",
+    "false",
+    "--data.train_subset",
+    "256",
+    "--data.val_size",
+    "500",
+    "--threads",
+    "1",
+]
 TINY_SEARCH = ["--trials", "2"]
 TINY_CATS_SCORE = ["--n", "4", "--batch", "4", "--steps", "2", "--kid-subsets", "2", "--kid-subset-size", "2"]
-TINY_PIPELINE = {"num_inference_steps=1000": "num_inference_steps=3", "num_inference_steps=50": "num_inference_steps=3",
-                 "batch_size=16": "batch_size=2"}
+TINY_PIPELINE = {
+    "num_inference_steps=1000": "num_inference_steps=3",
+    "num_inference_steps=50": "num_inference_steps=3",
+    "batch_size=16": "batch_size=2",
+}

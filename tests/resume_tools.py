@@ -14,11 +14,30 @@ from apps.cli import main
 SKIP_KEYS = {"callbacks", "loops", "hparams_name", "hyper_parameters", "pytorch-lightning_version", "paradis_resume"}
 
 MNIST = [
-    "--config", "configs/mnist.yaml",
-    "--data.download", "false", "--data.train_subset", "512", "--data.val_size", "256", "--data.augment", "true",
-    "--model.hidden_sizes", "[16]", "--model.dropout", "0.3",
-    "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "1", "--trainer.log_every_n_steps", "1",
-    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    "--config",
+    "configs/mnist.yaml",
+    "--data.download",
+    "false",
+    "--data.train_subset",
+    "512",
+    "--data.val_size",
+    "256",
+    "--data.augment",
+    "true",
+    "--model.hidden_sizes",
+    "[16]",
+    "--model.dropout",
+    "0.3",
+    "--trainer.limit_train_batches",
+    "4",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
 ]
 DDPM = ["--config", "tests/configs/ddpm_tiny.yaml"]
 

@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 import os
 import shutil
 import socket
@@ -21,20 +21,35 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from text_fixtures import make_tiny_distilbert
 
-from apps.cli import main as paradis_main
 from apps.app.discovery import discover
 from apps.app.main import build_app, parse_args
 from apps.app.models import Models
+from apps.cli import main as paradis_main
 from benchmarks.digits_in_the_wild import mnist_ink, write_photo
 from datamodules.digits import preprocess_digit
-from text_fixtures import make_tiny_distilbert
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-MNIST = ["--config", "configs/mnist.yaml", "--data.download", "false", "--data.train_subset", "2048",
-         "--trainer.limit_train_batches", "30", "--trainer.limit_val_batches", "1", "--trainer.max_epochs", "1",
-         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+MNIST = [
+    "--config",
+    "configs/mnist.yaml",
+    "--data.download",
+    "false",
+    "--data.train_subset",
+    "2048",
+    "--trainer.limit_train_batches",
+    "30",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+]
 TEXTS = ["a great , wonderful film", "boring , awful mess", "loved it"]
 
 
@@ -59,14 +74,22 @@ def runs(tmp_path_factory) -> dict:
 
     ddpm_config = yaml.safe_load(open(ROOT / "tests/configs/ddpm_tiny.yaml"))
     ddpm_config["trainer"].update(max_epochs=1, limit_train_batches=2)
-    ddpm_config["trainer"]["callbacks"] = [c for c in ddpm_config["trainer"]["callbacks"] if not c["class_path"].endswith("SampleGrid")]
+    ddpm_config["trainer"]["callbacks"] = [
+        c for c in ddpm_config["trainer"]["callbacks"] if not c["class_path"].endswith("SampleGrid")
+    ]
     ddpm_config["model"]["init_args"]["export_on_fit_end"] = False
     ddpm_yaml = tmp / "ddpm.yaml"
     ddpm_yaml.write_text(yaml.safe_dump(ddpm_config))
     paradis("fit", "--config", str(ddpm_yaml), "--run_dir", str(runs / "lab" / "ddpm" / "tiny"))
 
-    text = ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path",
-            str(make_tiny_distilbert(tmp / "tiny_distilbert")), "--data.data_dir", str(tmp / "text_data")]
+    text = [
+        "--config",
+        "tests/configs/text_tiny.yaml",
+        "--model.model_name_or_path",
+        str(make_tiny_distilbert(tmp / "tiny_distilbert")),
+        "--data.data_dir",
+        str(tmp / "text_data"),
+    ]
     paradis("fit", *text, "--run_dir", str(runs / "text"))
 
     # Elsewhere: a copy for the test that breaks checkpoints under the running app, and broken files.
@@ -77,8 +100,14 @@ def runs(tmp_path_factory) -> dict:
     (other / "broken" / "checkpoints" / "best.ckpt").write_bytes(b"not a checkpoint at all")
     foreign = tmp / "foreign.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "builtins.exec"}}, foreign)
-    return {"tmp": tmp, "runs": runs, "other": other, "ddpm": ["--config", str(ddpm_yaml)], "text": text,
-            "extra": [str(other / "victim" / "checkpoints" / "best.ckpt"), str(foreign), str(tmp / "missing.ckpt")]}
+    return {
+        "tmp": tmp,
+        "runs": runs,
+        "other": other,
+        "ddpm": ["--config", str(ddpm_yaml)],
+        "text": text,
+        "extra": [str(other / "victim" / "checkpoints" / "best.ckpt"), str(foreign), str(tmp / "missing.ckpt")],
+    }
 
 
 def ckpt(runs: dict, run: str, name: str = "best") -> str:
@@ -171,12 +200,18 @@ def test_nothing_to_open_says_which_command_trains_one(tmp_path):
     demo = build_app(tmp_path)
     text = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
     assert "Nothing to open" in text
-    for command in ("paradis fit --config configs/mnist.yaml", "paradis fit --config configs/ddpm_silhouettes.yaml",
-                    "paradis fit --config configs/text_lora_minilm.yaml"):
+    for command in (
+        "paradis fit --config configs/mnist.yaml",
+        "paradis fit --config configs/ddpm_silhouettes.yaml",
+        "paradis fit --config configs/text_lora_minilm.yaml",
+    ):
         assert command in text
     options = parse_args([])
     assert (options.host, options.port, options.share, options.runs_dir) == ("127.0.0.1", 7860, False, "runs")
-    assert parse_args(["--share", "--checkpoint", "a.ckpt", "--checkpoint", "b.ckpt"]).checkpoint == ["a.ckpt", "b.ckpt"]
+    assert parse_args(["--share", "--checkpoint", "a.ckpt", "--checkpoint", "b.ckpt"]).checkpoint == [
+        "a.ckpt",
+        "b.ckpt",
+    ]
 
 
 def test_models_load_once_per_file_version(runs):
@@ -197,14 +232,30 @@ def predicted(runs, digits) -> dict:
     """`paradis predict` of each task: MNIST on the digit files, DDPM 4 images (seed 5, DDPM, 4 steps), the texts."""
     paradis("predict", *MNIST, "--run_dir", str(runs["runs"] / "mnist"), "--data.predict_path", str(digits))
     run = runs["runs"] / "lab" / "ddpm" / "tiny"
-    paradis("predict", *runs["ddpm"], "--run_dir", str(run), "--data.num_samples", "4", "--data.predict_batch_size", "4",
-            "--data.sample_seed", "5", "--model.sampler", "ddpm", "--model.sample_steps", "4")
+    paradis(
+        "predict",
+        *runs["ddpm"],
+        "--run_dir",
+        str(run),
+        "--data.num_samples",
+        "4",
+        "--data.predict_batch_size",
+        "4",
+        "--data.sample_seed",
+        "5",
+        "--model.sampler",
+        "ddpm",
+        "--model.sample_steps",
+        "4",
+    )
     lines = runs["tmp"] / "texts.txt"
     lines.write_text("\n".join(TEXTS) + "\n")
     paradis("predict", *runs["text"], "--run_dir", str(runs["runs"] / "text"), "--data.predict_file", str(lines))
-    return {"mnist": read_csv(runs["runs"] / "mnist" / "predictions.csv"),
-            "ddpm": np.asarray(Image.open(run / "predictions" / "grid.png").convert("RGB"), dtype=int),
-            "text": read_csv(runs["runs"] / "text" / "predictions.csv")}
+    return {
+        "mnist": read_csv(runs["runs"] / "mnist" / "predictions.csv"),
+        "ddpm": np.asarray(Image.open(run / "predictions" / "grid.png").convert("RGB"), dtype=int),
+        "text": read_csv(runs["runs"] / "text" / "predictions.csv"),
+    }
 
 
 def test_mnist_matches_paradis_predict(runs, client, digits, predicted):
@@ -216,7 +267,9 @@ def test_mnist_matches_paradis_predict(runs, client, digits, predicted):
             label, seen = client.predict(ckpt(runs, "mnist"), value, api_name=api)
             assert label["label"] == row["prediction"], api
             seen = np.asarray(Image.open(seen).convert("L"))  # the 28x28 input, enlarged 8x (nearest)
-            assert seen.shape == (224, 224) and np.array_equal(seen[::8, ::8], preprocess_digit(Image.open(image)).numpy())
+            assert seen.shape == (224, 224) and np.array_equal(
+                seen[::8, ::8], preprocess_digit(Image.open(image)).numpy()
+            )
             probs = confidences(label)
             assert all(abs(probs[str(d)] - float(row[f"p_{d}"])) < 1e-5 for d in range(10)), api
 
@@ -256,14 +309,16 @@ def test_text_matches_paradis_predict_and_says_when_truncated(runs, client, pred
 
 # -- the HTTP API with curl, as the README shows it --------------------------------------------------------------
 def curl(*args: str) -> str:
-    return subprocess.run(["curl", "-sS", "--fail-with-body", *args], capture_output=True, text=True, check=True,
-                          timeout=120).stdout
+    return subprocess.run(
+        ["curl", "-sS", "--fail-with-body", *args], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
 
 
 def curl_call(url: str, api: str, data: list) -> list:
     """POST /gradio_api/call/<api> {"data": [...]} -> event id; GET .../<event id> streams `event: complete`."""
-    event = json.loads(curl("-H", "Content-Type: application/json", "-d", json.dumps({"data": data}),
-                            f"{url}gradio_api/call/{api}"))["event_id"]
+    event = json.loads(
+        curl("-H", "Content-Type: application/json", "-d", json.dumps({"data": data}), f"{url}gradio_api/call/{api}")
+    )["event_id"]
     stream = curl("-N", f"{url}gradio_api/call/{api}/{event}")
     assert "event: complete" in stream, stream
     return json.loads(stream.split("event: complete", 1)[1].split("data:", 1)[1].strip().splitlines()[0])
@@ -273,8 +328,9 @@ def test_curl_api_matches_paradis_predict(runs, client, digits, predicted):
     url = client.src if client.src.endswith("/") else client.src + "/"
     for row in predicted["mnist"]:
         uploaded = json.loads(curl("-F", f"files=@{digits / Path(row['input']).name}", f"{url}gradio_api/upload"))[0]
-        label, seen = curl_call(url, "classify_upload", [ckpt(runs, "mnist"),
-                                                         {"path": uploaded, "meta": {"_type": "gradio.FileData"}}])
+        label, seen = curl_call(
+            url, "classify_upload", [ckpt(runs, "mnist"), {"path": uploaded, "meta": {"_type": "gradio.FileData"}}]
+        )
         assert label["label"] == row["prediction"]
         probs = confidences(label)
         assert all(abs(probs[str(d)] - float(row[f"p_{d}"])) < 1e-5 for d in range(10))
@@ -289,11 +345,21 @@ def test_curl_api_matches_paradis_predict(runs, client, digits, predicted):
 
 # -- bad input and broken checkpoints --------------------------------------------------------------------------------
 BAD = [
-    ("/classify_sketch", "mnist", lambda d: ({"background": None, "layers": [], "composite": None},), "The sketch is empty"),
+    (
+        "/classify_sketch",
+        "mnist",
+        lambda d: ({"background": None, "layers": [], "composite": None},),
+        "The sketch is empty",
+    ),
     ("/classify_sketch", "mnist", lambda d: (sketch(d.parent / "bad" / "blank.png"),), "The image is blank"),
     ("/classify_upload", "mnist", lambda d: (None,), "No image: upload a PNG or JPEG"),
     ("/classify_upload", "mnist", lambda d: (upload(d.parent / "bad" / "notes.txt"),), "Invalid file type"),
-    ("/classify_upload", "mnist", lambda d: (upload(d.parent / "bad" / "fake.png"),), "fake.png is not a readable image"),
+    (
+        "/classify_upload",
+        "mnist",
+        lambda d: (upload(d.parent / "bad" / "fake.png"),),
+        "fake.png is not a readable image",
+    ),
     ("/classify_upload", "mnist", lambda d: (upload(d.parent / "bad" / "huge.png"),), "5000x4000 pixels, too large"),
     ("/generate", "lab/ddpm/tiny", lambda d: (65, 0, "DDIM", 3), "greater than maximum value 64"),
     ("/generate", "lab/ddpm/tiny", lambda d: (4, 0, "DDIM", 0), "less than minimum value 1"),
@@ -340,8 +406,12 @@ def test_checkpoints_only_from_the_list_and_broken_ones_keep_the_app_serving(run
 def test_twenty_concurrent_requests_are_all_answered(runs, client, digits):
     expected_digit = client.predict(ckpt(runs, "mnist"), upload(digits / "1.png"), api_name="/classify_upload")[0]
     expected_text = client.predict(ckpt(runs, "text"), TEXTS[0], False, api_name="/classify_text")[0]
-    jobs = [client.submit(ckpt(runs, "mnist"), upload(digits / "1.png"), api_name="/classify_upload") if i % 2 else
-            client.submit(ckpt(runs, "text"), TEXTS[0], False, api_name="/classify_text") for i in range(20)]
+    jobs = [
+        client.submit(ckpt(runs, "mnist"), upload(digits / "1.png"), api_name="/classify_upload")
+        if i % 2
+        else client.submit(ckpt(runs, "text"), TEXTS[0], False, api_name="/classify_text")
+        for i in range(20)
+    ]
     results = [job.result(timeout=120) for job in jobs]
     assert all(r[0] == expected_digit for r in results[1::2])
     assert all(r[0] == expected_text for r in results[0::2])
@@ -351,14 +421,21 @@ def test_twenty_concurrent_requests_are_all_answered(runs, client, digits):
 def ensure_chromium() -> Path:
     """Install Debian's chromium when missing (as root, with apt); skip the browser tests when that cannot work."""
     if not CHROMIUM.exists() and os.geteuid() == 0 and shutil.which("apt-get"):
-        for command in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"],
-                        ["apt-get", "install", "-y", "-q", "chromium"]):
-            subprocess.run(command, capture_output=True, timeout=600, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        for command in (
+            ["apt-get", "install", "-y", "-q", "chromium"],
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "chromium"],
+        ):
+            subprocess.run(
+                command, capture_output=True, timeout=600, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            )
             if CHROMIUM.exists():
                 break
     if not CHROMIUM.exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM} and could not be installed (needs root and "
-                    "`apt-get install chromium`).")
+        pytest.skip(
+            f"Chromium is not installed at {CHROMIUM} and could not be installed (needs root and "
+            "`apt-get install chromium`)."
+        )
     return CHROMIUM
 
 
@@ -371,9 +448,20 @@ def page(runs):
     expect.set_options(timeout=60_000)
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        browser = p.chromium.launch(
+            executable_path=str(chromium),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--use-angle=swiftshader",
+                "--enable-unsafe-swiftshader",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(60_000)
         demo, url = launch(runs["runs"])
@@ -424,8 +512,9 @@ def test_browser_draw_and_upload_a_digit(page, client, runs, digits, tmp_path):
     expect(label).to_have_text(expected["label"])
     shown = page.evaluate("() => document.querySelector('#digit-seen img').src")
     with urllib.request.urlopen(shown) as response:  # the page shows what the model saw in the photo
-        assert np.array_equal(np.asarray(Image.open(io.BytesIO(response.read())).convert("L")),
-                              np.asarray(Image.open(seen).convert("L")))
+        assert np.array_equal(
+            np.asarray(Image.open(io.BytesIO(response.read())).convert("L")), np.asarray(Image.open(seen).convert("L"))
+        )
 
 
 def test_browser_generate_a_grid(page, tmp_path):
@@ -436,7 +525,9 @@ def test_browser_generate_a_grid(page, tmp_path):
     page.get_by_role("button", name="Generate").click()
     image = page.locator("#ddpm-grid img")
     image.wait_for()
-    assert page.evaluate("() => document.querySelector('#ddpm-grid img').naturalWidth") == 4 * (4 * 32 + 5 * 2)  # 16, 4 a row, 4x
+    assert page.evaluate("() => document.querySelector('#ddpm-grid img').naturalWidth") == 4 * (
+        4 * 32 + 5 * 2
+    )  # 16, 4 a row, 4x
     link = page.locator("#ddpm-download a[data-testid='download-link']")
     link.wait_for()
     assert link.get_attribute("download").endswith(".png")

@@ -10,13 +10,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from resume_tools import DDPM, MNIST, fit
 
 
 def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # A schedule that does not depend on the budget, so the run can be extended (test_budget.py: one that does).
@@ -43,12 +45,21 @@ def run(trained, tmp_path) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("budget, message", [
-    (["--trainer.max_epochs", "2"], "has already trained 2 epoch(s) and --trainer.max_epochs is 2; pass a larger "
-                                    "--trainer.max_epochs (e.g. 3) to train on."),
-    (["--trainer.max_steps", "5"], "has already reached step 8 and --trainer.max_steps is 5; pass a larger "
-                                   "--trainer.max_steps (e.g. 16) to train on."),
-])
+@pytest.mark.parametrize(
+    "budget, message",
+    [
+        (
+            ["--trainer.max_epochs", "2"],
+            "has already trained 2 epoch(s) and --trainer.max_epochs is 2; pass a larger "
+            "--trainer.max_epochs (e.g. 3) to train on.",
+        ),
+        (
+            ["--trainer.max_steps", "5"],
+            "has already reached step 8 and --trainer.max_steps is 5; pass a larger "
+            "--trainer.max_steps (e.g. 16) to train on.",
+        ),
+    ],
+)
 def test_resume_with_a_budget_already_passed(run, capsys, budget, message):
     before = snapshot(run)
     assert fit(*ARGS, "--run_dir", str(run), "--ckpt_path", "last", *budget) == 2
@@ -87,12 +98,25 @@ def test_disk_full_during_training_keeps_the_previous_checkpoint(run, capsys):
     """The write of last.ckpt hits a real ENOSPC (its temporary file is a link to /dev/full)."""
     before = {name: snapshot(run)[name] for name in ("checkpoints/last.ckpt", "checkpoints/best.ckpt")}
     (run / "checkpoints" / ".last.ckpt.tmp").symlink_to("/dev/full")
-    assert fit(*ARGS, "--run_dir", str(run), "--ckpt_path", "last", "--trainer.max_epochs", "3",
-               "--checkpoint.every_n_steps", "1") == 2
+    assert (
+        fit(
+            *ARGS,
+            "--run_dir",
+            str(run),
+            "--ckpt_path",
+            "last",
+            "--trainer.max_epochs",
+            "3",
+            "--checkpoint.every_n_steps",
+            "1",
+        )
+        == 2
+    )
     assert last_error(capsys) == (
         f"paradis: error: Cannot write {run / 'checkpoints' / 'last.ckpt'} (No space left on device); free space or "
         f"fix the permissions of {run / 'checkpoints'}, then resume with `--ckpt_path last` (the previous "
-        "checkpoint there is intact).")
+        "checkpoint there is intact)."
+    )
     assert {name: snapshot(run)[name] for name in before} == before
 
 
@@ -105,8 +129,22 @@ def test_image_folder_without_a_readable_image(tmp_path, capsys):
     run.mkdir()
     (run / "keep.txt").write_text("an earlier file")
     before = snapshot(run)
-    assert fit(*DDPM, "--run_dir", str(run), "--data", "datamodules.images.ImageFolderDataModule",
-               "--data.data_dir", str(images), "--data.image_size", "32", "--data.channels", "1") == 2
+    assert (
+        fit(
+            *DDPM,
+            "--run_dir",
+            str(run),
+            "--data",
+            "datamodules.images.ImageFolderDataModule",
+            "--data.data_dir",
+            str(images),
+            "--data.image_size",
+            "32",
+            "--data.channels",
+            "1",
+        )
+        == 2
+    )
     assert last_error(capsys).startswith(f"paradis: error: No readable image in {images}")
     assert snapshot(run) == before
 
@@ -120,7 +158,20 @@ def test_data_file_that_is_not_text(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     before = snapshot(run)
-    assert fit("--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path", str(tiny),
-               "--data.data_dir", str(tmp_path / "data"), "--data.train_file", str(bad), "--run_dir", str(run)) == 2
+    assert (
+        fit(
+            "--config",
+            "tests/configs/text_tiny.yaml",
+            "--model.model_name_or_path",
+            str(tiny),
+            "--data.data_dir",
+            str(tmp_path / "data"),
+            "--data.train_file",
+            str(bad),
+            "--run_dir",
+            str(run),
+        )
+        == 2
+    )
     assert last_error(capsys).startswith(f"paradis: error: {bad} is not UTF-8 text")
     assert snapshot(run) == before

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from resume_tools import DDPM, MNIST, ckpt, fit
 
 
@@ -16,11 +15,14 @@ def files(run):
     return {p: hashlib.sha1(p.read_bytes()).hexdigest() for p in run.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("args, budget, first, then", [
-    ([*MNIST, "--model.scheduler", "cosine"], "--trainer.max_epochs", "1", "2"),
-    ([*MNIST, "--model.scheduler", "onecycle", "--trainer.max_epochs", "2"], "--trainer.max_steps", "3", "6"),
-    ([*DDPM, "--model.export_on_fit_end", "false"], "--trainer.max_epochs", "1", "2"),
-])
+@pytest.mark.parametrize(
+    "args, budget, first, then",
+    [
+        ([*MNIST, "--model.scheduler", "cosine"], "--trainer.max_epochs", "1", "2"),
+        ([*MNIST, "--model.scheduler", "onecycle", "--trainer.max_epochs", "2"], "--trainer.max_steps", "3", "6"),
+        ([*DDPM, "--model.export_on_fit_end", "false"], "--trainer.max_epochs", "1", "2"),
+    ],
+)
 def test_a_larger_budget_for_a_budget_sized_schedule_is_one_sentence(tmp_path, capsys, args, budget, first, then):
     run = tmp_path / "run"
     assert fit(*args, "--run_dir", str(run), budget, first) == 0

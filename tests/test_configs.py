@@ -27,8 +27,13 @@ def resolved(config: Path) -> dict:
 
 def shared_defaults() -> dict:
     """The CLI's defaults for what every config used to repeat (apps/cli.py)."""
-    return {"seed_everything": 42, "trainer.accelerator": "auto", "trainer.devices": 1,
-            "checkpoint.every_n_minutes": 10.0, "checkpoint.every_n_steps": 0}
+    return {
+        "seed_everything": 42,
+        "trainer.accelerator": "auto",
+        "trainer.devices": 1,
+        "checkpoint.every_n_minutes": 10.0,
+        "checkpoint.every_n_steps": 0,
+    }
 
 
 def get(config: dict, dotted: str):

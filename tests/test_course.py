@@ -10,22 +10,28 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from browser import LAUNCH_ARGS, ensure_chromium
+from conftest import BIN, ROOT
 
 from apps.lab.course import collect
 from apps.lab.course_questions import dropout, momentum, relu_fastest, tanh_vs_sigmoid
 from apps.lab.course_report import write_course
 from apps.lab.table import summarize
-from browser import LAUNCH_ARGS, ensure_chromium
-from conftest import BIN, ROOT
 
-TINY = ("--trainer.max_epochs 2 --trainer.limit_train_batches 3 --trainer.limit_val_batches 1 --trainer.limit_test_batches 1 "
-        "--trainer.enable_model_summary false --data.download false --data.train_subset 256 --data.eval_batch_size 500 "
-        "--model.hidden_sizes [32] --model.scheduler none")
+TINY = (
+    "--trainer.max_epochs 2 --trainer.limit_train_batches 3 --trainer.limit_val_batches 1 --trainer.limit_test_batches 1 "
+    "--trainer.enable_model_summary false --data.download false --data.train_subset 256 --data.eval_batch_size 500 "
+    "--model.hidden_sizes [32] --model.scheduler none"
+)
 LABS = {  # axis -> {variant: args}: the course's questions on tiny runs
-    "activations": {"tanh": "--model.activation tanh --model.optimizer adam --model.lr 0.01",
-                    "sigmoid": "--model.activation sigmoid --model.optimizer adam --model.lr 0.01"},
-    "optimizers": {"sgd": "--model.optimizer sgd --model.lr 0.1 --model.momentum 0",
-                   "sgd_momentum": "--model.optimizer sgd --model.lr 0.1 --model.momentum 0.9"},
+    "activations": {
+        "tanh": "--model.activation tanh --model.optimizer adam --model.lr 0.01",
+        "sigmoid": "--model.activation sigmoid --model.optimizer adam --model.lr 0.01",
+    },
+    "optimizers": {
+        "sgd": "--model.optimizer sgd --model.lr 0.1 --model.momentum 0",
+        "sgd_momentum": "--model.optimizer sgd --model.lr 0.1 --model.momentum 0.9",
+    },
     "dropout": {"no_dropout": "--model.dropout 0", "dropout_0.5": "--model.dropout 0.5"},
 }
 
@@ -33,8 +39,10 @@ LABS = {  # axis -> {variant: args}: the course's questions on tiny runs
 def write_lab(folder: Path, axis: str) -> str:
     variants = "\n".join(f"  - {{name: {name}, args: {args}}}" for name, args in LABS[axis].items())
     path = folder / f"{axis}.yaml"
-    path.write_text(f"description: Tiny {axis} axis.\nbase: configs/mnist.yaml\nseed: 7\ntarget_acc: 0.3\n"
-                    f"args: >-\n  {TINY}\nvariants:\n{variants}\n")
+    path.write_text(
+        f"description: Tiny {axis} axis.\nbase: configs/mnist.yaml\nseed: 7\ntarget_acc: 0.3\n"
+        f"args: >-\n  {TINY}\nvariants:\n{variants}\n"
+    )
     return str(path)
 
 
@@ -71,7 +79,12 @@ def course(tmp_path_factory) -> dict:
 def test_course_report_of_two_lab_files(course):
     md, page = course["snapshot"]["course.md"], course["snapshot"]["course.html"]
     assert "Course report" in course["first"].stdout
-    assert md_table(md) == {("activations", "tanh"), ("activations", "sigmoid"), ("optimizers", "sgd"), ("optimizers", "sgd_momentum")}
+    assert md_table(md) == {
+        ("activations", "tanh"),
+        ("activations", "sigmoid"),
+        ("optimizers", "sgd"),
+        ("optimizers", "sgd_momentum"),
+    }
     assert "- GPU: not available" in md and "- CPU: " in md and "torch " in md
     # The sentences carry the measured numbers.
     runs = json.loads((course["runs"] / "activations" / "results.json").read_text())["runs"]
@@ -104,13 +117,18 @@ def test_course_html_in_chromium(course, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("file:", "data:")) else route.continue_())
+        page.route(
+            "**/*",
+            lambda route: route.abort() if not route.request.url.startswith(("file:", "data:")) else route.continue_(),
+        )
         page.goto((course["runs"] / "course.html").as_uri())
         page.wait_for_load_state("load")
         images = page.eval_on_selector_all("img", "els => els.map(e => e.complete && e.naturalWidth)")
         assert len(images) == 9 and all(w > 0 for w in images)
-        rows = page.eval_on_selector_all("tbody[data-axis]", "els => Object.fromEntries(els.map("
-                                         "e => [e.dataset.axis, e.querySelectorAll('tr.variant').length]))")
+        rows = page.eval_on_selector_all(
+            "tbody[data-axis]",
+            "els => Object.fromEntries(els.map(e => [e.dataset.axis, e.querySelectorAll('tr.variant').length]))",
+        )
         assert rows == {axis: len(variants) for axis, variants in LABS.items()}
         pdf = tmp_path / "course.pdf"
         page.pdf(path=str(pdf), format="A4", print_background=True)
@@ -119,59 +137,126 @@ def test_course_html_in_chromium(course, tmp_path):
 
 
 # -- sentences from fabricated numbers -----------------------------------------------------------------------------
-def run(args: str, test_acc: float, epoch_time: float = 1.0, val_acc=(0.9, 0.95), train_loss=(0.5, 0.3), val_loss=(0.4, 0.35)) -> dict:
+def run(
+    args: str,
+    test_acc: float,
+    epoch_time: float = 1.0,
+    val_acc=(0.9, 0.95),
+    train_loss=(0.5, 0.3),
+    val_loss=(0.4, 0.35),
+) -> dict:
     command = f"OMP_NUM_THREADS=1 paradis fit --config configs/mnist.yaml {args} --run_dir runs/x"
-    return {"status": "ok", "commands": [command, command.replace(" fit ", " test ")], "test_acc": test_acc,
-            "best_val_acc": max(val_acc), "epochs": len(val_acc), "epoch_time_s": epoch_time, "peak_memory_mb": 2.0,
-            "epochs_to_target": next((i for i, a in enumerate(val_acc, 1) if a >= 0.93), None), "parameters": 1000,
-            "device": "cpu", "curves": {"val/acc": list(val_acc), "train/loss_epoch": list(train_loss), "val/loss": list(val_loss)}}
+    return {
+        "status": "ok",
+        "commands": [command, command.replace(" fit ", " test ")],
+        "test_acc": test_acc,
+        "best_val_acc": max(val_acc),
+        "epochs": len(val_acc),
+        "epoch_time_s": epoch_time,
+        "peak_memory_mb": 2.0,
+        "epochs_to_target": next((i for i, a in enumerate(val_acc, 1) if a >= 0.93), None),
+        "parameters": 1000,
+        "device": "cpu",
+        "curves": {"val/acc": list(val_acc), "train/loss_epoch": list(train_loss), "val/loss": list(val_loss)},
+    }
 
 
 def fabricate(runs: Path, axes: dict[str, dict[str, dict]]):
     for axis, variants in axes.items():
         (runs / axis).mkdir(parents=True, exist_ok=True)
-        (runs / axis / "results.json").write_text(json.dumps({
-            "lab": f"configs/lab/{axis}.yaml", "argv": [f"configs/lab/{axis}.yaml"], "description": "", "target_acc": 0.93,
-            "folds": 1, "rows": [summarize(v, [r]) for v, r in variants.items()], "runs": {v: [r] for v, r in variants.items()}}))
+        (runs / axis / "results.json").write_text(
+            json.dumps(
+                {
+                    "lab": f"configs/lab/{axis}.yaml",
+                    "argv": [f"configs/lab/{axis}.yaml"],
+                    "description": "",
+                    "target_acc": 0.93,
+                    "folds": 1,
+                    "rows": [summarize(v, [r]) for v, r in variants.items()],
+                    "runs": {v: [r] for v, r in variants.items()},
+                }
+            )
+        )
     return collect(runs)
 
 
 def activations(tanh: float, sigmoid: float, relu_time: float) -> dict[str, dict]:
-    return {"activations": {"relu": run("--model.activation relu", 0.97, epoch_time=relu_time),
-                            "tanh": run("--model.activation tanh", tanh, epoch_time=1.2),
-                            "sigmoid": run("--model.activation sigmoid", sigmoid, epoch_time=1.1)}}
+    return {
+        "activations": {
+            "relu": run("--model.activation relu", 0.97, epoch_time=relu_time),
+            "tanh": run("--model.activation tanh", tanh, epoch_time=1.2),
+            "sigmoid": run("--model.activation sigmoid", sigmoid, epoch_time=1.1),
+        }
+    }
 
 
 def test_sentences_follow_the_numbers(tmp_path):
     text = lambda answer: " ".join(answer.lines)  # noqa: E731
     axes = fabricate(tmp_path / "a", activations(tanh=0.968, sigmoid=0.964, relu_time=1.0))
     said = text(tanh_vs_sigmoid(axes))
-    assert "tanh reached 0.9680 and sigmoid 0.9640 test accuracy: tanh was higher by 0.40 points, as the course expects" in said
+    assert (
+        "tanh reached 0.9680 and sigmoid 0.9640 test accuracy: tanh was higher by 0.40 points, as the course expects"
+        in said
+    )
     assert "relu was the fastest per epoch, 10.0 % ahead of sigmoid, as the course expects" in text(relu_fastest(axes))
     swapped = fabricate(tmp_path / "b", activations(tanh=0.964, sigmoid=0.968, relu_time=1.3))
     said = text(tanh_vs_sigmoid(swapped))
-    assert "tanh reached 0.9640 and sigmoid 0.9680 test accuracy: sigmoid was higher by 0.40 points: this contradicts" in said
-    assert "The fastest per epoch was sigmoid (1.10 s); relu took 18.2 % longer: it was not the fastest" in text(relu_fastest(swapped))
+    assert (
+        "tanh reached 0.9640 and sigmoid 0.9680 test accuracy: sigmoid was higher by 0.40 points: this contradicts"
+        in said
+    )
+    assert "The fastest per epoch was sigmoid (1.10 s); relu took 18.2 % longer: it was not the fastest" in text(
+        relu_fastest(swapped)
+    )
     # The sentence reaches both files of the course.
     write_course(tmp_path / "b")
     for name in ("course.md", "course.html"):
         assert "sigmoid was higher by 0.40 points" in (tmp_path / "b" / name).read_text()
 
     slow, quick = (0.80, 0.90, 0.94), (0.90, 0.95, 0.97)
-    for plain_curve, momentum_curve, verdict in ((slow, quick, "Momentum accelerated SGD here"), (quick, slow, "Momentum did not accelerate SGD")):
-        axes = fabricate(tmp_path / verdict[:12].replace(" ", "_"), {"optimizers": {
-            "sgd": run("--model.optimizer sgd --model.momentum 0", 0.95, val_acc=plain_curve),
-            "sgd_momentum": run("--model.optimizer sgd --model.momentum 0.9", 0.96, val_acc=momentum_curve)}})
+    for plain_curve, momentum_curve, verdict in (
+        (slow, quick, "Momentum accelerated SGD here"),
+        (quick, slow, "Momentum did not accelerate SGD"),
+    ):
+        axes = fabricate(
+            tmp_path / verdict[:12].replace(" ", "_"),
+            {
+                "optimizers": {
+                    "sgd": run("--model.optimizer sgd --model.momentum 0", 0.95, val_acc=plain_curve),
+                    "sgd_momentum": run("--model.optimizer sgd --model.momentum 0.9", 0.96, val_acc=momentum_curve),
+                }
+            },
+        )
         assert verdict in text(momentum(axes))
 
-    overfit, steady = dict(train_loss=(0.5, 0.2, 0.05), val_loss=(0.4, 0.3, 0.5)), dict(train_loss=(0.6, 0.4, 0.3), val_loss=(0.4, 0.32, 0.3))
-    axes = fabricate(tmp_path / "d", {"dropout": {"no_dropout": run("--model.dropout 0", 0.95, **overfit),
-                                                  "dropout_0.5": run("--model.dropout 0.5", 0.96, **steady)}})
+    overfit, steady = (
+        dict(train_loss=(0.5, 0.2, 0.05), val_loss=(0.4, 0.3, 0.5)),
+        dict(train_loss=(0.6, 0.4, 0.3), val_loss=(0.4, 0.32, 0.3)),
+    )
+    axes = fabricate(
+        tmp_path / "d",
+        {
+            "dropout": {
+                "no_dropout": run("--model.dropout 0", 0.95, **overfit),
+                "dropout_0.5": run("--model.dropout 0.5", 0.96, **steady),
+            }
+        },
+    )
     said = text(dropout(axes))
-    assert "no_dropout: training loss went from 0.500 to 0.050; validation loss was lowest at epoch 2 (0.300) and ended at 0.500, 0.200 above its minimum: over-fitting" in said
+    assert (
+        "no_dropout: training loss went from 0.500 to 0.050; validation loss was lowest at epoch 2 (0.300) and ended at 0.500, 0.200 above its minimum: over-fitting"
+        in said
+    )
     assert "Dropout reduced the over-fitting: the last-epoch gap went from 0.450 to 0.000" in said
-    axes = fabricate(tmp_path / "e", {"dropout": {"no_dropout": run("--model.dropout 0", 0.95, **overfit),
-                                                  "dropout_0.5": run("--model.dropout 0.5", 0.96, **overfit)}})
+    axes = fabricate(
+        tmp_path / "e",
+        {
+            "dropout": {
+                "no_dropout": run("--model.dropout 0", 0.95, **overfit),
+                "dropout_0.5": run("--model.dropout 0.5", 0.96, **overfit),
+            }
+        },
+    )
     assert "Dropout did not reduce the over-fitting here" in text(dropout(axes))
     # Missing axes and failed variants are said, not guessed.
     assert text(momentum(axes)).startswith("Not answered by this run: no axis trains SGD")

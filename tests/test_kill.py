@@ -10,13 +10,29 @@ import signal
 import time
 from pathlib import Path
 
-from paradis.checkpoint import read_checkpoint
 from resume_tools import MNIST, ckpt, fit
+
+from paradis.checkpoint import read_checkpoint
 
 KILLS = 10
 # a bigger MLP (1.6 MB checkpoints) written after every step: the writes take a good share of the time
-ARGS = [*MNIST, "--model.hidden_sizes", "[128, 128]", "--trainer.limit_train_batches", "1.0", "--data.batch_size", "32",
-        "--trainer.max_steps", "300", "--trainer.max_epochs", "-1", "--checkpoint.every_n_steps", "1", "--trainer.limit_val_batches", "0"]
+ARGS = [
+    *MNIST,
+    "--model.hidden_sizes",
+    "[128, 128]",
+    "--trainer.limit_train_batches",
+    "1.0",
+    "--data.batch_size",
+    "32",
+    "--trainer.max_steps",
+    "300",
+    "--trainer.max_epochs",
+    "-1",
+    "--checkpoint.every_n_steps",
+    "1",
+    "--trainer.limit_val_batches",
+    "0",
+]
 
 
 def wait_for(predicate, timeout: float) -> bool:
@@ -43,8 +59,9 @@ def kill_loop(tmp_path, kills: int = KILLS) -> tuple[Path, list[int], int]:
         child.start()
         # let the resumed run write a newer last.ckpt first (proof that it went on from the previous one) ...
         before = last.stat().st_mtime_ns if last.exists() else None  # (a stat per poll: cheap, unlike a load)
-        assert wait_for(lambda: last.exists() and last.stat().st_mtime_ns != before, 120), \
-            (tmp_path / "log").read_text()[-3000:]
+        assert wait_for(lambda before=before: last.exists() and last.stat().st_mtime_ns != before, 120), (
+            tmp_path / "log"
+        ).read_text()[-3000:]
         if kill % 2:  # ... then kill it in the middle of its next write of last.ckpt
             assert wait_for(tmp.exists, 60), (tmp_path / "log").read_text()[-3000:]
         else:  # ... or at a random moment: training or a write

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import BIN, ROOT
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from apps import lab
-from conftest import BIN, ROOT
 
 TINY = ROOT / "tests" / "configs" / "lab_tiny.yaml"
 
@@ -60,7 +60,9 @@ def test_bad_lab_file_is_one_sentence(tmp_path, capsys):
 
 
 def run_lab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "paradis-lab"), str(TINY), *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [str(BIN / "paradis-lab"), str(TINY), *args], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_tiny_lab_end_to_end_resumes_and_reports_failures(tmp_path, capsys):
@@ -125,11 +127,15 @@ def test_tiny_lab_end_to_end_resumes_and_reports_failures(tmp_path, capsys):
         command = command.replace(f"--run_dir {out / 'adam'}", f"--run_dir {alone}")
         env_part, _, argv = command.partition(" paradis ")
         env = {**os.environ, **dict([env_part.split("=")])}
-        subprocess.run([str(BIN / "paradis"), *shlex.split(argv)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [str(BIN / "paradis"), *shlex.split(argv)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600
+        )
     lab_metrics = json.loads((out / "adam" / "metrics.json").read_text())
     alone_metrics = json.loads((alone / "metrics.json").read_text())
     exact = ("train/loss_epoch", "val/loss", "val/acc")
-    assert [{k: e[k] for k in exact} for e in alone_metrics["epochs"]] == [{k: e[k] for k in exact} for e in lab_metrics["epochs"]]
+    assert [{k: e[k] for k in exact} for e in alone_metrics["epochs"]] == [
+        {k: e[k] for k in exact} for e in lab_metrics["epochs"]
+    ]
     assert alone_metrics["test"] == lab_metrics["test"]
 
 

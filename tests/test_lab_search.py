@@ -11,12 +11,12 @@ import time
 
 import optuna
 import pytest
+from conftest import BIN, ROOT
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
 from apps.lab.search_space import SearchConfig
 from apps.lab.spec import load_lab
-from conftest import BIN, ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 SEARCH = ROOT / "tests" / "configs" / "lab_search_tiny.yaml"
@@ -37,7 +37,9 @@ def test_search_space_and_bad_block(tmp_path):
     assert args[args.index("--model.scheduler") + 1] in ("none", "cosine")
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: configs/mnist.yaml\nsearch: {params: {model.lr: {low: 1, high: 0.1}}}\n")
-    proc = subprocess.run([str(BIN / "paradis-lab"), str(bad), "--runs-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(BIN / "paradis-lab"), str(bad), "--runs-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "search.params.model.lr must be" in proc.stderr
 
 
@@ -52,8 +54,11 @@ def test_search_resumes_after_a_kill_without_losing_or_repeating_trials(tmp_path
         workers += [int(pid) for pid in re.findall(r"search worker \d: pid (\d+)", line)]
     # Kill one worker while both run a trial and one trial has finished, then the whole command (a crash).
     deadline = time.monotonic() + 300
-    while not (db.exists() and sum(t.state == TrialState.RUNNING and bool(t.params) for t in trials(db)) == 2
-               and any(t.state == TrialState.COMPLETE or t.state == TrialState.PRUNED for t in trials(db))):
+    while not (
+        db.exists()
+        and sum(t.state == TrialState.RUNNING and bool(t.params) for t in trials(db)) == 2
+        and any(t.state == TrialState.COMPLETE or t.state == TrialState.PRUNED for t in trials(db))
+    ):
         assert time.monotonic() < deadline and first.poll() is None, "no two running trials"
         time.sleep(0.5)
     os.kill(workers[0], signal.SIGKILL)
@@ -63,8 +68,10 @@ def test_search_resumes_after_a_kill_without_losing_or_repeating_trials(tmp_path
     lost = [t for t in before if t.state == TrialState.RUNNING]
     finished = [t for t in before if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert lost and finished  # the killed worker's trial (and the other one's, unless it ended in between)
-    finished_mtimes = {t.number: (tmp_path / "lab_search_tiny" / f"trial_{t.number:04d}" / "result.json").stat().st_mtime_ns
-                       for t in finished}
+    finished_mtimes = {
+        t.number: (tmp_path / "lab_search_tiny" / f"trial_{t.number:04d}" / "result.json").stat().st_mtime_ns
+        for t in finished
+    }
 
     # The same command again: the lost trials are failed (stale heartbeat) and their parameters run again.
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)

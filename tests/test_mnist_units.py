@@ -128,8 +128,15 @@ def reference_lr(scheduler: str, steps: int, epochs: int, lr: float) -> float:
     [("sgd", "step"), ("adam", "cosine"), ("adamw", "plateau"), ("rmsprop", "onecycle"), ("sgd", "none")],
 )
 def test_optimizers_and_schedulers_train(tmp_path, optimizer, scheduler):
-    model = MNISTClassifier(hidden_sizes=[16], optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0,
-                            lr=0.01, scheduler=scheduler, step_size=1, patience=5)
+    model = MNISTClassifier(
+        hidden_sizes=[16],
+        optimizer=optimizer,
+        momentum=0.9 if optimizer == "sgd" else 0.0,
+        lr=0.01,
+        scheduler=scheduler,
+        step_size=1,
+        patience=5,
+    )
     data = small_data(train_subset=128, val_size=64)
     trainer = tiny_trainer(tmp_path, max_epochs=2, limit_train_batches=2, logger=False)
     trainer.fit(model, data)
@@ -295,7 +302,9 @@ def test_cnn_with_augmentation_trains_with_model_summary(tmp_path):
 # -- callbacks ------------------------------------------------------------------------------------
 def test_gradient_histograms_every_n_steps(tmp_path):
     model = MNISTClassifier(hidden_sizes=[16])
-    trainer = tiny_trainer(tmp_path, callbacks=[GradientHistograms(every_n_steps=3), EpochStats()], limit_train_batches=7)
+    trainer = tiny_trainer(
+        tmp_path, callbacks=[GradientHistograms(every_n_steps=3), EpochStats()], limit_train_batches=7
+    )
     trainer.fit(model, small_data())
     acc = events(tmp_path)
     tags = acc.Tags()
@@ -337,6 +346,7 @@ def fit_peak_memory_mb(tmp_path, model: MNISTClassifier, batch_size: int) -> flo
 
 def test_peak_memory_is_what_the_variant_allocates(tmp_path):
     """The CPU memory figure follows the variant: width, batch size and optimizer state, measured."""
+
     def model(**kwargs):
         seed_everything(0, verbose=False)
         return MNISTClassifier(**kwargs)
@@ -346,16 +356,35 @@ def test_peak_memory_is_what_the_variant_allocates(tmp_path):
     assert 4 * params_mb <= base < 4 * params_mb + 2  # params + grads + Adam's two moments, + activations
     assert fit_peak_memory_mb(tmp_path / "b", model(hidden_sizes=[512, 512]), 64) > 4 * base
     assert fit_peak_memory_mb(tmp_path / "c", model(hidden_sizes=[128]), 512) > base + 1  # activations grow
-    assert fit_peak_memory_mb(tmp_path / "d", model(hidden_sizes=[128], optimizer="sgd"), 64) < base - 2 * params_mb * 0.9
+    assert (
+        fit_peak_memory_mb(tmp_path / "d", model(hidden_sizes=[128], optimizer="sgd"), 64) < base - 2 * params_mb * 0.9
+    )
 
 
 def test_same_seed_same_final_weights_through_the_cli(tmp_path):
     """`paradis fit` twice with one seed ends with identical weights; another seed does not."""
     from apps.cli import main
 
-    tiny = ["--config", "configs/mnist.yaml", "--data.download", "false", "--data.train_subset", "512",
-            "--data.val_size", "256", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "1",
-            "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    tiny = [
+        "--config",
+        "configs/mnist.yaml",
+        "--data.download",
+        "false",
+        "--data.train_subset",
+        "512",
+        "--data.val_size",
+        "256",
+        "--trainer.limit_train_batches",
+        "4",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+    ]
     weights = {}
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         main(["fit", *tiny, "--seed_everything", str(seed), "--run_dir", str(tmp_path / name)])

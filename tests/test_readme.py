@@ -30,10 +30,20 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
-
 from readme_commands import (
-    ROOT, SKIPPED, TINY_CATS_SCORE, TINY_LAB, TINY_PIPELINE, TINY_SEARCH, Command, all_commands, configs_of,
-    expand, option, promised_files, tiny_paradis_args,
+    ROOT,
+    SKIPPED,
+    TINY_CATS_SCORE,
+    TINY_LAB,
+    TINY_PIPELINE,
+    TINY_SEARCH,
+    Command,
+    all_commands,
+    configs_of,
+    expand,
+    option,
+    promised_files,
+    tiny_paradis_args,
 )
 
 BIN = Path(sys.executable).parent
@@ -44,11 +54,13 @@ PHOTOS = ("~/photos/cats", "../shared/data/cats128")  # -> synthetic photos (the
 SNIPPET_RUNS = '"/home/me/paradis/runs"'
 # A command that needs a run the README only describes in prose: that prose command runs first.
 PREREQUISITES = {
-    "runs/ddpm_cats32_cpu/checkpoints/last.ckpt":
-        "paradis fit --config configs/ddpm_cats32_cpu.yaml --data.data_dir ../shared/data/cats128",
+    "runs/ddpm_cats32_cpu/checkpoints/last.ckpt": "paradis fit --config configs/ddpm_cats32_cpu.yaml --data.data_dir ../shared/data/cats128",
 }
-SCRIPTS = {ep.name: ep.value for ep in entry_points(group="console_scripts")
-           if ep.name in ("paradis", "paradis-lab", "paradis-app", "tensorboard")}
+SCRIPTS = {
+    ep.name: ep.value
+    for ep in entry_points(group="console_scripts")
+    if ep.name in ("paradis", "paradis-lab", "paradis-app", "tensorboard")
+}
 COMMANDS = all_commands()
 
 
@@ -61,8 +73,11 @@ def section_of(command: Command) -> str:
 
 def is_app_client(command: Command) -> bool:
     """The app and what talks to it: run last, against every run the other commands made."""
-    return ("paradis-app" in command.text.split("\n")[0] if command.lang == "shell"
-            else "gradio_client" in command.text or "gradio_api" in command.text)
+    return (
+        "paradis-app" in command.text.split("\n")[0]
+        if command.lang == "shell"
+        else "gradio_client" in command.text or "gradio_api" in command.text
+    )
 
 
 def sections() -> list[str]:
@@ -85,10 +100,10 @@ class Workspace:
     cwd: Path
     env: dict
     server: subprocess.Popen
-    ran: dict = field(default_factory=dict)          # command text -> where it ran first
-    results: dict = field(default_factory=dict)      # command name -> "ran" / "failed: ..."
-    servers: list = field(default_factory=list)      # background pids
-    ports: dict = field(default_factory=dict)        # README port -> real port of the app that answers it
+    ran: dict = field(default_factory=dict)  # command text -> where it ran first
+    results: dict = field(default_factory=dict)  # command name -> "ran" / "failed: ..."
+    servers: list = field(default_factory=list)  # background pids
+    ports: dict = field(default_factory=dict)  # README port -> real port of the app that answers it
     logs: int = 0
 
     def log_file(self) -> Path:
@@ -104,8 +119,10 @@ class Workspace:
     def run(self, entry: str, argv: list[str], env: dict | None = None, timeout: float = TIMEOUT) -> tuple[int, str]:
         """Run a command in a child of the warm server; (exit code, its output)."""
         log = self.log_file()
-        pid = self._send({"entry": entry, "argv": argv, "cwd": str(self.cwd), "env": {**self.env, **(env or {})},
-                          "log": str(log)}, wait=True)
+        pid = self._send(
+            {"entry": entry, "argv": argv, "cwd": str(self.cwd), "env": {**self.env, **(env or {})}, "log": str(log)},
+            wait=True,
+        )
         ready, _, _ = select.select([self.server.stdout], [], [], timeout)
         if not ready:
             os.killpg(pid, signal.SIGKILL)
@@ -115,7 +132,9 @@ class Workspace:
 
     def start(self, entry: str, argv: list[str]) -> tuple[int, Path]:
         log = self.log_file()
-        pid = self._send({"entry": entry, "argv": argv, "cwd": str(self.cwd), "env": self.env, "log": str(log)}, wait=False)
+        pid = self._send(
+            {"entry": entry, "argv": argv, "cwd": str(self.cwd), "env": self.env, "log": str(log)}, wait=False
+        )
         self.servers.append(pid)
         return pid, log
 
@@ -128,8 +147,14 @@ class Workspace:
             self.servers.remove(pid)
 
     def subprocess(self, argv: list[str], env: dict | None = None, timeout: float = TIMEOUT) -> tuple[int, str]:
-        proc = subprocess.run(argv, cwd=self.cwd, env={**os.environ, **self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            argv,
+            cwd=self.cwd,
+            env={**os.environ, **self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -141,7 +166,9 @@ def make_inputs(cwd: Path) -> None:
     (cwd / "my_digits").mkdir()
     for i in range(3):
         Image.fromarray(test_images[i].numpy()).resize((64, 64)).save(cwd / "my_digits" / f"{i}.png")
-    Image.fromarray(255 - test_images[0].numpy()).resize((112, 112)).convert("RGB").save(cwd / "digit.jpg")  # a 7, ink on paper
+    Image.fromarray(255 - test_images[0].numpy()).resize((112, 112)).convert("RGB").save(
+        cwd / "digit.jpg"
+    )  # a 7, ink on paper
     (cwd / "reviews.txt").write_text("a great , wonderful film\nboring , awful mess\n")
     photos = cwd / "photos" / "cats"
     photos.mkdir(parents=True)
@@ -166,11 +193,22 @@ def ws(tmp_path_factory):
     make_inputs(cwd)
     env = {
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
-        "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-        "CUDA_VISIBLE_DEVICES": "", "PYTHONWARNINGS": "ignore", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONWARNINGS": "ignore",
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
     }
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "readme_server.py")], cwd=cwd, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **env})
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "readme_server.py")],
+        cwd=cwd,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, **env},
+    )
     assert json.loads(server.stdout.readline()) == {"ready": True}
     workspace = Workspace(cwd, env, server)
     yield workspace
@@ -226,8 +264,10 @@ def run_argv(ws: Workspace, argv: list[str], env: dict, command: Command) -> Non
         return run_lab(ws, argv[1:], env)
     if program == "paradis":
         return run_paradis(ws, argv[1:], env, command)
-    raise AssertionError(f"the harness does not know how to run `{program}` in tiny form: teach "
-                         "tests/test_readme.py, or name the command in readme_commands.SKIPPED with its reason")
+    raise AssertionError(
+        f"the harness does not know how to run `{program}` in tiny form: teach "
+        "tests/test_readme.py, or name the command in readme_commands.SKIPPED with its reason"
+    )
 
 
 def entry(program: str) -> str:
@@ -345,7 +385,9 @@ def wait_http(url: str, log: Path, timeout: float = 120) -> bytes:
                 return answer.read()
         except OSError:
             if time.time() > deadline:
-                raise AssertionError(f"{url} did not answer in {timeout} s:\n{tail(log.read_text(errors='replace'))}")
+                raise AssertionError(
+                    f"{url} did not answer in {timeout} s:\n{tail(log.read_text(errors='replace'))}"
+                ) from None
             time.sleep(0.5)
 
 
@@ -378,7 +420,9 @@ def run_app(ws: Workspace, args: list[str]) -> None:
         expected.add(str(path.resolve()))
     listed = json.dumps(config)
     missing = [p for p in expected if p not in listed]
-    assert found and not missing, f"paradis-app {shlex.join(args)}: {found}, not offered: {missing}\n{tail(log.read_text())}"
+    assert found and not missing, (
+        f"paradis-app {shlex.join(args)}: {found}, not offered: {missing}\n{tail(log.read_text())}"
+    )
     if readme_port not in ws.ports:
         ws.ports[readme_port] = port  # the first app on a README port answers the README's clients
     else:
@@ -394,8 +438,10 @@ def run_python(ws: Workspace, command: Command) -> None:
             code = code.replace(old, new)
         code += "\nassert len(images) == 2 and images[0].size == (32, 32), images\n"
     if "gradio_client" in code:  # the last answers; the digit's is printed
-        code += ("\nimport os\nassert os.path.isfile(seen) and os.path.isfile(png) and os.path.isfile(shown), (seen, shown, png)"
-                 "\nassert label['label'] in ('negative', 'positive') and len(table['data']) == 2, (label, table)\n")
+        code += (
+            "\nimport os\nassert os.path.isfile(seen) and os.path.isfile(png) and os.path.isfile(shown), (seen, shown, png)"
+            "\nassert label['label'] in ('negative', 'positive') and len(table['data']) == 2, (label, table)\n"
+        )
     output = checked(*ws.run("code", [code]), command.name)
     if "gradio_client" in code:
         assert re.search(r"^\d \S+\.png$", output, re.M), f"no digit and 28x28 PNG printed:\n{tail(output)}"

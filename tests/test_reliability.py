@@ -8,10 +8,10 @@ import re
 
 import pytest
 import torch
-
-from apps.cli import ParadisCLI
 from resume_tools import DDPM, MNIST, ckpt, fit
 from text_fixtures import make_tiny_distilbert
+
+from apps.cli import ParadisCLI
 
 
 def fit_cli(*args: str) -> ParadisCLI:
@@ -21,14 +21,40 @@ def fit_cli(*args: str) -> ParadisCLI:
 
 
 STOP_WAYS = [  # (way of stopping, arguments): also the rows of BENCHMARKS.md (benchmarks/reliability.py)
-    ("max_epochs, validation twice an epoch", ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5",
-                                             "--trainer.val_check_interval", "0.5"]),
+    (
+        "max_epochs, validation twice an epoch",
+        ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5", "--trainer.val_check_interval", "0.5"],
+    ),
     ("max_steps mid-epoch", ["--trainer.max_steps", "6"]),
-    ("max_time mid-epoch", ["--trainer.max_time", "00:00:00:01", "--trainer.limit_train_batches", "1.0",
-                            "--data.train_subset", "16384", "--data.batch_size", "4"]),
-    ("early stopping", ["--trainer.max_epochs", "5", "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
-                        "--trainer.callbacks.monitor", "val/acc", "--trainer.callbacks.mode", "max",
-                        "--trainer.callbacks.patience", "0", "--trainer.callbacks.min_delta", "1.0"]),
+    (
+        "max_time mid-epoch",
+        [
+            "--trainer.max_time",
+            "00:00:00:01",
+            "--trainer.limit_train_batches",
+            "1.0",
+            "--data.train_subset",
+            "16384",
+            "--data.batch_size",
+            "4",
+        ],
+    ),
+    (
+        "early stopping",
+        [
+            "--trainer.max_epochs",
+            "5",
+            "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+            "--trainer.callbacks.monitor",
+            "val/acc",
+            "--trainer.callbacks.mode",
+            "max",
+            "--trainer.callbacks.patience",
+            "0",
+            "--trainer.callbacks.min_delta",
+            "1.0",
+        ],
+    ),
 ]
 
 
@@ -43,20 +69,38 @@ def test_last_checkpoint_is_where_training_stopped(tmp_path, way, args):
         assert cli.trainer.current_epoch == 2 and last["global_step"] == 8
 
 
-@pytest.mark.parametrize("interval, seen", [
-    (["--checkpoint.every_n_steps", "2"], [None, None, 2, 2, 4, 4]),
-    (["--checkpoint.every_n_minutes", "1e-9"], [None, 1, 2, 3, 4, 5]),  # "every few ns": after every step
-])
+@pytest.mark.parametrize(
+    "interval, seen",
+    [
+        (["--checkpoint.every_n_steps", "2"], [None, None, 2, 2, 4, 4]),
+        (["--checkpoint.every_n_minutes", "1e-9"], [None, 1, 2, 3, 4, 5]),  # "every few ns": after every step
+    ],
+)
 def test_last_checkpoint_is_refreshed_during_an_epoch(tmp_path, interval, seen):
     record = tmp_path / "seen.json"
-    assert fit(*MNIST, "--run_dir", str(tmp_path / "run"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches",
-               "6", *interval, "--trainer.callbacks+=probe_callbacks.RecordLastCheckpoint",
-               "--trainer.callbacks.path", str(record)) == 0
+    assert (
+        fit(
+            *MNIST,
+            "--run_dir",
+            str(tmp_path / "run"),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "6",
+            *interval,
+            "--trainer.callbacks+=probe_callbacks.RecordLastCheckpoint",
+            "--trainer.callbacks.path",
+            str(record),
+        )
+        == 0
+    )
     assert json.loads(record.read_text()) == seen  # last.ckpt's step at the start of each of the 6 batches
 
 
-DIVERGED = re.compile(r"^paradis: error: the (loss|gradients) became (NaN|inf) at epoch (\d+), step (\d+); lower "
-                      r"--model\.lr, set --trainer\.gradient_clip_val 1\.0, or train in 32-bit precision$")
+DIVERGED = re.compile(
+    r"^paradis: error: the (loss|gradients) became (NaN|inf) at epoch (\d+), step (\d+); lower "
+    r"--model\.lr, set --trainer\.gradient_clip_val 1\.0, or train in 32-bit precision$"
+)
 
 
 def assert_diverged_cleanly(run, err: str, code: int) -> int:
@@ -77,8 +121,19 @@ def assert_diverged_cleanly(run, err: str, code: int) -> int:
 
 def test_mnist_divergence_stops_with_finite_checkpoints(tmp_path, capsys):
     # one batch per epoch: best.ckpt is written by the first validations, before the loss overflows
-    code = fit(*MNIST, "--run_dir", str(tmp_path), "--trainer.max_epochs", "20", "--trainer.limit_train_batches", "1",
-               "--model.optimizer", "sgd", "--model.lr", "1e8")
+    code = fit(
+        *MNIST,
+        "--run_dir",
+        str(tmp_path),
+        "--trainer.max_epochs",
+        "20",
+        "--trainer.limit_train_batches",
+        "1",
+        "--model.optimizer",
+        "sgd",
+        "--model.lr",
+        "1e8",
+    )
     step = assert_diverged_cleanly(tmp_path, capsys.readouterr().err, code)
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file() and step >= 1
 
@@ -92,18 +147,40 @@ def test_ddpm_divergence_stops_with_finite_checkpoints(tmp_path, capsys):
 def tiny_text(tmp_path_factory) -> list[str]:
     tiny = make_tiny_distilbert(tmp_path_factory.mktemp("tiny_distilbert"))
     data = tmp_path_factory.mktemp("text_data")
-    return ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path", str(tiny),
-            "--data.data_dir", str(data)]
+    return [
+        "--config",
+        "tests/configs/text_tiny.yaml",
+        "--model.model_name_or_path",
+        str(tiny),
+        "--data.data_dir",
+        str(data),
+    ]
 
 
 def test_text_divergence_stops_with_finite_checkpoints(tiny_text, tmp_path, capsys):
-    code = fit(*tiny_text, "--run_dir", str(tmp_path), "--model.lr", "1e30", "--model.warmup_ratio", "0.0",
-               "--trainer.max_epochs", "5")
+    code = fit(
+        *tiny_text,
+        "--run_dir",
+        str(tmp_path),
+        "--model.lr",
+        "1e30",
+        "--model.warmup_ratio",
+        "0.0",
+        "--trainer.max_epochs",
+        "5",
+    )
     assert_diverged_cleanly(tmp_path, capsys.readouterr().err, code)
 
 
-@pytest.mark.parametrize("bad, message", [(None, None), ("nan", "the gradients became NaN"),
-                                          ("inf", "the gradients became inf"), ("loss", "the loss became inf")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (None, None),
+        ("nan", "the gradients became NaN"),
+        ("inf", "the gradients became inf"),
+        ("loss", "the loss became inf"),
+    ],
+)
 def test_divergence_guard_checks_every_gradient_and_loss(bad, message):
     """One summed check per step: a single non-finite gradient element (the loss finite) is enough to stop."""
     from types import SimpleNamespace
@@ -139,9 +216,17 @@ def test_divergence_guard_leaves_overflowing_gradients_to_the_grad_scaler():
 
     seed_everything(0)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
-    trainer = Trainer(plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)], accelerator="cpu", logger=False,
-                      max_steps=6, limit_val_batches=0, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[DivergenceGuard()])
+    trainer = Trainer(
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
+        accelerator="cpu",
+        logger=False,
+        max_steps=6,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[DivergenceGuard()],
+    )
     model = MNISTClassifier()
     trainer.fit(model, MNISTDataModule(download=False, batch_size=64, train_subset=1024, val_size=1000))
     assert trainer.global_step == 6 and scaler.get_scale() < 2.0**40  # steps were skipped, none stopped the run

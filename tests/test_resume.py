@@ -7,13 +7,17 @@ cluster sends it, and SIGINT as Ctrl-C does; a resume also follows a run that si
 from __future__ import annotations
 
 import pytest
-
 from resume_tools import DDPM, MNIST, ckpt, differences, fit, scalars
 
 
 def stop_at(step: int, signal_name: str = "SIGTERM") -> list[str]:
-    return ["--trainer.callbacks+=probe_callbacks.SignalAt", "--trainer.callbacks.step", str(step),
-            "--trainer.callbacks.signal_name", signal_name]
+    return [
+        "--trainer.callbacks+=probe_callbacks.SignalAt",
+        "--trainer.callbacks.step",
+        str(step),
+        "--trainer.callbacks.signal_name",
+        signal_name,
+    ]
 
 
 def assert_same_run(a, b):
@@ -52,10 +56,13 @@ def test_mnist_interrupted_and_resumed_equals_straight(mnist_straight, tmp_path,
 STEP_LR = ["--model.scheduler", "step", "--model.step_size", "1", "--model.gamma", "0.5"]
 
 
-@pytest.mark.parametrize("budget, first, then", [
-    ("--trainer.max_epochs", "1", "3"),  # with a schedule that does not depend on max_epochs
-    ("--trainer.max_steps", "6", "10"),  # stopped in the middle of an epoch
-])
+@pytest.mark.parametrize(
+    "budget, first, then",
+    [
+        ("--trainer.max_epochs", "1", "3"),  # with a schedule that does not depend on max_epochs
+        ("--trainer.max_steps", "6", "10"),  # stopped in the middle of an epoch
+    ],
+)
 def test_mnist_finished_run_continues_with_a_larger_budget(tmp_path, budget, first, then):
     """A run that ended on its budget, resumed with `--ckpt_path last` and a larger one, equals a run with the
     larger budget from the start."""
@@ -86,9 +93,18 @@ def test_text_resume_is_exact(tmp_path):
     """LoRA with dropout, length-grouped batches, warm-up: SIGTERM in the middle of epoch 1, then resumed."""
     from text_fixtures import make_tiny_distilbert
 
-    text = ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path",
-            str(make_tiny_distilbert(tmp_path / "tiny")), "--data.data_dir", str(tmp_path / "data"),
-            "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4"]
+    text = [
+        "--config",
+        "tests/configs/text_tiny.yaml",
+        "--model.model_name_or_path",
+        str(make_tiny_distilbert(tmp_path / "tiny")),
+        "--data.data_dir",
+        str(tmp_path / "data"),
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "4",
+    ]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert fit(*text, "--run_dir", str(straight)) == 0
     assert fit(*text, "--run_dir", str(resumed), *stop_at(6)) == 143

@@ -21,7 +21,6 @@ import multiprocessing
 import os
 
 import pytest
-
 from resume_tools import DDPM, MNIST, ckpt, differences, fit
 
 COMBINED = ["--trainer.accumulate_grad_batches", "2", "--trainer.val_check_interval", "0.5"]
@@ -32,9 +31,18 @@ def text_args(tmp_path_factory) -> list[str]:
     from text_fixtures import make_tiny_distilbert
 
     root = tmp_path_factory.getbasetemp()
-    return ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path",
-            str(make_tiny_distilbert(root / "tiny-distilbert")), "--data.data_dir", str(root / "text-data"),
-            "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4"]
+    return [
+        "--config",
+        "tests/configs/text_tiny.yaml",
+        "--model.model_name_or_path",
+        str(make_tiny_distilbert(root / "tiny-distilbert")),
+        "--data.data_dir",
+        str(root / "text-data"),
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "4",
+    ]
 
 
 # task -> (base arguments, optimizer steps per epoch plain / combined): stops are placed from these
@@ -46,8 +54,13 @@ TASKS = {
 STOPS = ["max_time", "early_stop", "sigterm", "ctrl_c", "kill9", "max_epochs", "max_steps"]
 # MNIST: every stop alone and combined; DDPM and text (SIGTERM and Ctrl-C: test_resume.py): the stops Lightning
 # itself asks for, and kill -9, combined
-CASES = [(task, stop, variant) for task in TASKS for stop in STOPS for variant in ("plain", "combined")
-         if task == "mnist" or (variant == "combined" and stop in ("max_time", "early_stop", "kill9"))]
+CASES = [
+    (task, stop, variant)
+    for task in TASKS
+    for stop in STOPS
+    for variant in ("plain", "combined")
+    if task == "mnist" or (variant == "combined" and stop in ("max_time", "early_stop", "kill9"))
+]
 
 
 def probe(name: str, **init: object) -> list[str]:
@@ -96,8 +109,14 @@ def test_stopped_and_resumed_equals_straight(straight, tmp_path, task, stop, var
     if stop == "max_time":
         code = fit(*args, "--trainer.max_time", "00:01:00:00", *probe("ClockJumpAt", step=step))
     elif stop == "early_stop":
-        code = fit(*args, "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
-                   "--trainer.callbacks.monitor", "val/loss", "--trainer.callbacks.stopping_threshold", "1e9")
+        code = fit(
+            *args,
+            "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+            "--trainer.callbacks.monitor",
+            "val/loss",
+            "--trainer.callbacks.stopping_threshold",
+            "1e9",
+        )
     elif stop in ("sigterm", "ctrl_c"):
         code = fit(*args, *probe("SignalAt", step=step, signal_name="SIGTERM" if stop == "sigterm" else "SIGINT"))
         assert code == (143 if stop == "sigterm" else 130)

@@ -53,7 +53,7 @@ def defined_private_names(tree: ast.AST) -> set[str]:
     return {n for n in names if private(n)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def library_private_names(cls: type) -> frozenset[str]:
     """Private names a library class defines or uses on `self` (including instance attributes set in methods)."""
     names = {n for n in vars(cls) if private(n)}
@@ -84,14 +84,24 @@ def private_uses(path: Path, project_names: set[str]) -> list[str]:
             found += [f"{where}:{node.lineno} {node.module}" for part in node.module.split(".") if private(part)]
             found += [f"{where}:{node.lineno} {a.name}" for a in node.names if private(a.name)]
         elif isinstance(node, ast.Import):
-            found += [f"{where}:{node.lineno} {a.name}" for a in node.names
-                      if a.name.split(".")[0] in LIBRARIES and any(private(p) for p in a.name.split("."))]
+            found += [
+                f"{where}:{node.lineno} {a.name}"
+                for a in node.names
+                if a.name.split(".")[0] in LIBRARIES and any(private(p) for p in a.name.split("."))
+            ]
         elif isinstance(node, ast.Attribute) and private(node.attr):
             if node.attr not in project_names and node.attr not in STDLIB:
                 found.append(f"{where}:{node.lineno} {ast.unparse(node)}")
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "setattr", "hasattr")
-              and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
-              and private(node.args[1].value) and node.args[1].value not in project_names):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr")
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and private(node.args[1].value)
+            and node.args[1].value not in project_names
+        ):
             found.append(f"{where}:{node.lineno} {ast.unparse(node)}")
     found += overridden_library_names(path, tree, where)
     return found
@@ -106,9 +116,18 @@ def overridden_library_names(path: Path, tree: ast.AST, where: str) -> list[str]
         for inner in ast.walk(node):
             if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)) and private(inner.name):
                 names.add((inner.name, inner.lineno))
-            elif isinstance(inner, ast.Attribute) and private(inner.attr) and (
+            elif (
+                isinstance(inner, ast.Attribute)
+                and private(inner.attr)
+                and (
                     (isinstance(inner.value, ast.Name) and inner.value.id in ("self", "cls"))
-                    or (isinstance(inner.value, ast.Call) and isinstance(inner.value.func, ast.Name) and inner.value.func.id == "super")):
+                    or (
+                        isinstance(inner.value, ast.Call)
+                        and isinstance(inner.value.func, ast.Name)
+                        and inner.value.func.id == "super"
+                    )
+                )
+            ):
                 names.add((inner.attr, inner.lineno))
         if names:
             uses[node.name] = names
@@ -121,8 +140,11 @@ def overridden_library_names(path: Path, tree: ast.AST, where: str) -> list[str]
         if not isinstance(cls, type):
             continue
         library = set().union(*map(library_private_names, library_bases(cls))) if library_bases(cls) else set()
-        found += [f"{where}:{line} {class_name}.{name} (a private name of {', '.join(b.__name__ for b in library_bases(cls))})"
-                  for name, line in sorted(names, key=lambda x: x[1]) if name in library]
+        found += [
+            f"{where}:{line} {class_name}.{name} (a private name of {', '.join(b.__name__ for b in library_bases(cls))})"
+            for name, line in sorted(names, key=lambda x: x[1])
+            if name in library
+        ]
     return found
 
 
@@ -141,8 +163,10 @@ def all_private_uses() -> list[str]:
 
 def test_private_library_names_only_in_lightning_internals():
     uses = all_private_uses()
-    assert not uses, ("private names of Lightning / torch / Optuna / jsonargparse used outside "
-                      f"paradis/lightning_internals.py (move them there, behind a function): {uses}")
+    assert not uses, (
+        "private names of Lightning / torch / Optuna / jsonargparse used outside "
+        f"paradis/lightning_internals.py (move them there, behind a function): {uses}"
+    )
 
 
 def test_the_checker_sees_private_uses(tmp_path):
@@ -160,7 +184,13 @@ def test_the_checker_sees_private_uses(tmp_path):
     )
     uses = private_uses(bad, {"_mine", "_save_checkpoint"})
     text = " ".join(uses)
-    for name in ("_collect_rng_states", "torch.utils._pytree", "_combined_loader", "_signal_connector", "Mine._save_checkpoint"):
+    for name in (
+        "_collect_rng_states",
+        "torch.utils._pytree",
+        "_combined_loader",
+        "_signal_connector",
+        "Mine._save_checkpoint",
+    ):
         assert name in text, (name, uses)
     assert "_mine" not in text
 
@@ -178,7 +208,9 @@ def test_at_most_eight_private_names():
         elif isinstance(node, ast.ImportFrom) and node.module:
             used |= {part for part in node.module.split(".") if private(part)}
     own = defined_private_names(ast.parse(source))
-    assert used - own <= set(names), f"private names used but not listed in INTERNALS: {sorted(used - own - set(names))}"
+    assert used - own <= set(names), (
+        f"private names used but not listed in INTERNALS: {sorted(used - own - set(names))}"
+    )
 
 
 def test_each_internal_still_exists_as_used():
@@ -192,5 +224,7 @@ def test_each_internal_still_exists_as_used():
         elif parameters is not None and tuple(inspect.signature(getattr(target, name)).parameters) != parameters:
             found = tuple(inspect.signature(getattr(target, name)).parameters)
             broken.append(f"{owner!r}.{name} now takes {found}, not {parameters}")
-    assert not broken, ("A Lightning / torch upgrade changed what paradis/lightning_internals.py relies on: "
-                        f"{'; '.join(broken)}. Rewrite those workarounds there (docs/design.md, Workarounds).")
+    assert not broken, (
+        "A Lightning / torch upgrade changed what paradis/lightning_internals.py relies on: "
+        f"{'; '.join(broken)}. Rewrite those workarounds there (docs/design.md, Workarounds)."
+    )

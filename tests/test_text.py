@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
+from text_fixtures import make_tiny_distilbert
 
 from apps.export_text import load_classifier
 from callbacks.resume import ExactResume
@@ -19,10 +20,21 @@ from datamodules.text import TextDataModule
 from datamodules.text_batches import ResumableDataLoader, TrainOrder
 from datamodules.text_files import load_bundled_reviews, stratified_split
 from lightning_modules.text import TextClassifier, lora_targets
-from text_fixtures import make_tiny_distilbert
 
-POSITIVE = ["a great film", "wonderful and moving", "brilliant acting, loved it", "a delight from start to end", "funny and warm"]
-NEGATIVE = ["a dull mess", "boring and far too long", "terrible script, awful acting", "i hated every minute", "a tedious bore"]
+POSITIVE = [
+    "a great film",
+    "wonderful and moving",
+    "brilliant acting, loved it",
+    "a delight from start to end",
+    "funny and warm",
+]
+NEGATIVE = [
+    "a dull mess",
+    "boring and far too long",
+    "terrible script, awful acting",
+    "i hated every minute",
+    "a tedious bore",
+]
 SAMPLES = ["a great , wonderful film", "boring , awful mess", "loved it"]
 
 
@@ -46,15 +58,33 @@ def reviews_csv(tmp_path_factory) -> Path:
 
 
 def datamodule(path, tokenizer, tmp_path, **kwargs) -> TextDataModule:
-    kwargs = {"text_column": "review", "label_column": "sentiment", "tokenizer": tokenizer, "max_length": 32,
-              "data_dir": str(tmp_path / "data"), "batch_size": 8, "eval_batch_size": 16, **kwargs}
+    kwargs = {
+        "text_column": "review",
+        "label_column": "sentiment",
+        "tokenizer": tokenizer,
+        "max_length": 32,
+        "data_dir": str(tmp_path / "data"),
+        "batch_size": 8,
+        "eval_batch_size": 16,
+        **kwargs,
+    }
     return TextDataModule(train_file=str(path), **kwargs)
 
 
 def quick_trainer(tmp_path, **kwargs) -> Trainer:
-    kwargs = {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 1,
-              "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
-              "enable_checkpointing": False, "default_root_dir": str(tmp_path), **kwargs}
+    kwargs = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_epochs": 1,
+        "limit_train_batches": 3,
+        "limit_val_batches": 1,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "default_root_dir": str(tmp_path),
+        **kwargs,
+    }
     return Trainer(**kwargs)
 
 
@@ -66,7 +96,9 @@ def probabilities(module: TextClassifier) -> torch.Tensor:
 def test_lora_targets_follow_the_architecture(tiny):
     from transformers import BertConfig, BertForSequenceClassification
 
-    bert = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    bert = BertForSequenceClassification(
+        BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    )
     assert lora_targets(bert) == ["query", "value"]
     module = TextClassifier(model_name_or_path=tiny, lora_r=4)
     module.build(["neg", "pos"])
@@ -83,7 +115,9 @@ def test_lora_targets_follow_the_architecture(tiny):
         TextClassifier(model_name_or_path=tiny, target_modules=["nope"]).build(["a", "b"])
     with pytest.raises(ValueError, match="target_modules"):  # a suffix must end at a module boundary
         TextClassifier(model_name_or_path=tiny, target_modules=["_lin"]).build(["a", "b"])
-    suffixes = TextClassifier(model_name_or_path=tiny, target_modules=["attention.q_lin", "ffn.lin1"])  # peft: suffixes too
+    suffixes = TextClassifier(
+        model_name_or_path=tiny, target_modules=["attention.q_lin", "ffn.lin1"]
+    )  # peft: suffixes too
     suffixes.build(["a", "b"])
     assert sorted(json.loads(suffixes.peft_config_json)["target_modules"]) == ["attention.q_lin", "ffn.lin1"]
     with pytest.raises(ValueError, match="peft_method"):
@@ -222,13 +256,20 @@ def test_each_file_format_reads_the_same(tiny, tmp_path, suffix):
 def test_label_mapping_integer_and_named(tiny, tmp_path):
     rows = [{"review": f"text {i}", "sentiment": i % 3} for i in range(12)]
     train = write_rows(tmp_path / "train.jsonl", rows)
-    named = datamodule(train, tiny, tmp_path, labels=["sad", "neutral", "happy"], val_file=str(train), test_file=str(train))
+    named = datamodule(
+        train, tiny, tmp_path, labels=["sad", "neutral", "happy"], val_file=str(train), test_file=str(train)
+    )
     named.setup("fit")
     assert named.class_names == ["sad", "neutral", "happy"]
     assert named.val.labels.tolist() == [i % 3 for i in range(12)]  # given files keep their order
     plain = datamodule(train, tiny, tmp_path, val_file=str(train), test_file=str(train))
     assert plain.class_names == ["0", "1", "2"]
-    chosen = datamodule(write_rows(tmp_path / "n.csv", [{"review": "x", "sentiment": s} for s in "bab"]), tiny, tmp_path, labels=["b", "a"])
+    chosen = datamodule(
+        write_rows(tmp_path / "n.csv", [{"review": "x", "sentiment": s} for s in "bab"]),
+        tiny,
+        tmp_path,
+        labels=["b", "a"],
+    )
     assert chosen.class_names == ["b", "a"]
 
 
@@ -291,7 +332,8 @@ def test_train_order_is_sharded_and_resumes_mid_epoch():
 
     # Mid-epoch state round trip: a new loader picks up at the next batch of the same epoch's order.
     for group in (True, False):
-        def loader() -> ResumableDataLoader:
+
+        def loader(group=group) -> ResumableDataLoader:
             order = TrainOrder(lengths, batch_size=8, seed=3, group_by_length=group)
             return ResumableDataLoader(range(203), batch_size=8, sampler=order)
 
@@ -345,8 +387,9 @@ def test_resume_mid_epoch_gives_identical_weights(tiny, reviews_csv, tmp_path):
         module = TextClassifier(model_name_or_path=tiny, lr=1e-2, class_names=["neg", "pos"])
         seen = []
         module.on_train_batch_start = lambda batch, batch_idx: seen.append(batch["labels"].tolist())
-        trainer = quick_trainer(tmp_path, max_epochs=2, limit_train_batches=None, limit_val_batches=0,
-                                callbacks=[ExactResume(), *callbacks])
+        trainer = quick_trainer(
+            tmp_path, max_epochs=2, limit_train_batches=None, limit_val_batches=0, callbacks=[ExactResume(), *callbacks]
+        )
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
         return module, trainer, seen
 
@@ -369,13 +412,36 @@ def test_cli_resume_is_exact(tiny, tmp_path, capsys):
     metrics. Length-grouped batches, LoRA and classifier dropout, warm-up + linear decay."""
     from resume_tools import ckpt, differences, fit, scalars
 
-    common = ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path", tiny, "--data.group_by_length", "true",
-              "--data.data_dir", str(tmp_path / "data"), "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "1",
-              "--trainer.callbacks+=probe_callbacks.SignalAt"]  # 1 val batch: a stop signal is then handled after validation
+    common = [
+        "--config",
+        "tests/configs/text_tiny.yaml",
+        "--model.model_name_or_path",
+        tiny,
+        "--data.group_by_length",
+        "true",
+        "--data.data_dir",
+        str(tmp_path / "data"),
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.callbacks+=probe_callbacks.SignalAt",
+    ]  # 1 val batch: a stop signal is then handled after validation
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     never = ["--trainer.callbacks.step", "-1"]
     assert fit(*common, *never, "--run_dir", str(straight)) == 0
-    assert fit(*common, "--trainer.callbacks.step", "4", "--trainer.callbacks.signal_name", "SIGINT", "--run_dir", str(resumed)) == 130
+    assert (
+        fit(
+            *common,
+            "--trainer.callbacks.step",
+            "4",
+            "--trainer.callbacks.signal_name",
+            "SIGINT",
+            "--run_dir",
+            str(resumed),
+        )
+        == 130
+    )
     assert ckpt(resumed / "checkpoints" / "last.ckpt")["global_step"] == 4
     assert fit(*common, "--trainer.callbacks.step", "6", "--run_dir", str(resumed), "--ckpt_path", "last") == 143
     assert ckpt(resumed / "checkpoints" / "last.ckpt")["global_step"] == 6
@@ -391,8 +457,21 @@ def test_cli_resume_is_exact(tiny, tmp_path, capsys):
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("text,label\ncaf\u00e9 cr\u00e8me,positive\n".encode("latin-1"))
     capsys.readouterr()
-    assert fit(*common, *never, "--run_dir", str(straight), "--ckpt_path", "last", "--trainer.max_epochs", "3",
-               "--data.train_file", str(latin1)) == 2
+    assert (
+        fit(
+            *common,
+            *never,
+            "--run_dir",
+            str(straight),
+            "--ckpt_path",
+            "last",
+            "--trainer.max_epochs",
+            "3",
+            "--data.train_file",
+            str(latin1),
+        )
+        == 2
+    )
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"paradis: error: {latin1} is not UTF-8 text (byte 0xe9 at offset 14); save it as UTF-8 "
         "(e.g. `iconv -f latin1 -t utf-8 latin1.csv > utf8_latin1.csv`) and pass that file."
@@ -429,8 +508,16 @@ def test_cli_fit_test_predict(paradis, tiny, tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    common = ["--config", "tests/configs/text_tiny.yaml", "--model.model_name_or_path", tiny,
-              "--data.data_dir", str(tmp_path / "data"), "--run_dir", str(run)]
+    common = [
+        "--config",
+        "tests/configs/text_tiny.yaml",
+        "--model.model_name_or_path",
+        tiny,
+        "--data.data_dir",
+        str(tmp_path / "data"),
+        "--run_dir",
+        str(run),
+    ]
     paradis("fit", *common)
     ckpt = run / "checkpoints" / "last.ckpt"
     assert (run / "checkpoints" / "best.ckpt").is_file() and ckpt.stat().st_size < 200_000  # base model: ~4 MB

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 from apps.app.tasks import TASKS, task_for
 from paradis.checkpoint import check_class, read_checkpoint
@@ -37,7 +36,7 @@ def task_of(checkpoint: dict, path: Path) -> str:
 def describe(checkpoint: dict, path: Path, run_name: str) -> str:
     """'<run> · best · val/acc 0.9731 · epoch 4 · 2026-11-25 23:05'."""
     parts = [run_name, path.stem]
-    for key, state in checkpoint.get("callbacks", {}).items():
+    for _key, state in checkpoint.get("callbacks", {}).items():
         if isinstance(state, dict) and "best_model_score" in state:  # a ModelCheckpoint (or subclass) state
             score = state.get("current_score", state.get("best_model_score"))
             if score is not None:
@@ -49,7 +48,7 @@ def describe(checkpoint: dict, path: Path, run_name: str) -> str:
     return " · ".join(parts)
 
 
-def candidates(runs: Optional[Path], checkpoints: list[str]) -> list[tuple[Path, str]]:
+def candidates(runs: Path | None, checkpoints: list[str]) -> list[tuple[Path, str]]:
     """(checkpoint path, run name): best then last of each run folder, newest run first, then the given paths."""
     found: list[tuple[Path, str]] = []
     if runs is not None and runs.is_dir():
@@ -63,7 +62,7 @@ def candidates(runs: Optional[Path], checkpoints: list[str]) -> list[tuple[Path,
     return found
 
 
-def discover(runs_dir: Optional[str | Path], checkpoints: list[str] = ()) -> Found:
+def discover(runs_dir: str | Path | None, checkpoints: list[str] = ()) -> Found:
     """Every checkpoint the app offers, read cheaply (memory-mapped, `weights_only`)."""
     entries: dict[str, list[Entry]] = {task.key: [] for task in TASKS}
     problems: list[str] = []
@@ -80,5 +79,7 @@ def discover(runs_dir: Optional[str | Path], checkpoints: list[str] = ()) -> Fou
             problems.append(str(err))
             continue
         entries[task].append(Entry(str(path.resolve()), task, label))
-    where = " or ".join(filter(None, [f"`{runs_dir}`" if runs_dir else "", "--checkpoint paths" if checkpoints else ""]))
+    where = " or ".join(
+        filter(None, [f"`{runs_dir}`" if runs_dir else "", "--checkpoint paths" if checkpoints else ""])
+    )
     return Found(entries, problems, where or "`runs`")

@@ -8,7 +8,6 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional
 
 import torch
 from PIL import Image
@@ -45,7 +44,7 @@ def png_file(image: Image.Image, name: str) -> str:
     return str(path)
 
 
-def open_image(path: Optional[str]) -> Image.Image:
+def open_image(path: str | None) -> Image.Image:
     if not path:
         raise ValueError("No image: upload a PNG or JPEG of a digit.")
     try:
@@ -59,7 +58,7 @@ def open_image(path: Optional[str]) -> Image.Image:
     return image
 
 
-def sketch_image(sketch: Optional[dict]) -> Image.Image:
+def sketch_image(sketch: dict | None) -> Image.Image:
     """The sketchpad's composite, flattened onto white paper (the strokes are dark ink)."""
     composite = (sketch or {}).get("composite")
     if composite is None:
@@ -73,7 +72,7 @@ def sketch_image(sketch: Optional[dict]) -> Image.Image:
     return image
 
 
-def classify_digit(models, path: Optional[str], image: Image.Image) -> tuple[dict[str, float], str]:
+def classify_digit(models, path: str | None, image: Image.Image) -> tuple[dict[str, float], str]:
     """({class: probability}, a PNG of the 28x28 input the model saw, enlarged 8x)."""
     digit = preprocess_digit(image)
     model, lock = models.get(path, "mnist")
@@ -83,11 +82,13 @@ def classify_digit(models, path: Optional[str], image: Image.Image) -> tuple[dic
     return {name: float(p) for name, p in zip(model.class_names, probabilities)}, seen
 
 
-def generate(models, path: Optional[str], n, seed, sampler: str, steps, progress=None) -> tuple[str, str]:
+def generate(models, path: str | None, n, seed, sampler: str, steps, progress=None) -> tuple[str, str]:
     """(a PNG of the grid enlarged for the page, a PNG of the grid exactly as `paradis predict` writes it)."""
     n, steps = int(n or 0), int(steps or 0)
     if not 1 <= n <= MAX_IMAGES:
-        raise ValueError(f"Ask for between 1 and {MAX_IMAGES} images (got {n}); larger grids take too long on this machine.")
+        raise ValueError(
+            f"Ask for between 1 and {MAX_IMAGES} images (got {n}); larger grids take too long on this machine."
+        )
     model, lock = models.get(path, "ddpm")
     limit = model.hparams.num_train_timesteps
     if not 1 <= steps <= limit:
@@ -105,7 +106,7 @@ def generate(models, path: Optional[str], n, seed, sampler: str, steps, progress
     return png_file(enlarge(grid), "grid-enlarged"), png_file(grid, f"ddpm_{n}_seed{int(seed or 0)}_{sampler}{steps}")
 
 
-def classify_texts(models, path: Optional[str], text: Optional[str], per_line: bool):
+def classify_texts(models, path: str | None, text: str | None, per_line: bool):
     text = (text or "").strip()
     if not text:
         raise ValueError("The text is empty; type or paste some text to classify.")
@@ -120,10 +121,18 @@ def classify_texts(models, path: Optional[str], text: Optional[str], per_line: b
     with lock, torch.inference_mode():
         probabilities, truncated = model.classify(texts)
     names = model.class_names
-    rows = [[t, names[int(p.argmax())], *[round(float(x), 4) for x in p], "yes" if cut else ""]
-            for t, p, cut in zip(texts, probabilities, truncated)]
+    rows = [
+        [t, names[int(p.argmax())], *[round(float(x), 4) for x in p], "yes" if cut else ""]
+        for t, p, cut in zip(texts, probabilities, truncated)
+    ]
     table = pd.DataFrame(rows, columns=["text", "label", *[f"p_{n}" for n in names], "truncated"])
     cut = [str(i + 1) for i, c in enumerate(truncated) if c]
-    note = (f"Truncated: text {', '.join(cut)} is longer than the model's max length ({model.max_length} tokens); "
-            f"only its first {model.max_length} tokens were classified.") if cut else ""
+    note = (
+        (
+            f"Truncated: text {', '.join(cut)} is longer than the model's max length ({model.max_length} tokens); "
+            f"only its first {model.max_length} tokens were classified."
+        )
+        if cut
+        else ""
+    )
     return {n: float(p) for n, p in zip(names, probabilities[0])}, table, note

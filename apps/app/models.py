@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -21,15 +20,19 @@ def load_module(path: Path, task: str) -> torch.nn.Module:
     checkpoint = read_checkpoint(path, mmap=True)
     found = task_of(checkpoint, path)
     if found != task:
-        raise ValueError(f"Checkpoint {path} holds a {BY_KEY[found].title} model, not a {BY_KEY[task].title} one; "
-                         f"pick it in the {BY_KEY[found].title} tab.")
+        raise ValueError(
+            f"Checkpoint {path} holds a {BY_KEY[found].title} model, not a {BY_KEY[task].title} one; "
+            f"pick it in the {BY_KEY[found].title} tab."
+        )
     try:
         return module_from_checkpoint(BY_KEY[task].cls, checkpoint).eval()
     except (ValueError, FileNotFoundError):
         raise
     except Exception as err:  # shape mismatch, missing keys, ...
-        raise ValueError(f"Checkpoint {path} does not load into its model ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:200]}); pass a .ckpt written by `paradis fit`.") from None
+        raise ValueError(
+            f"Checkpoint {path} does not load into its model ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}); pass a .ckpt written by `paradis fit`."
+        ) from None
 
 
 class Models:
@@ -40,14 +43,18 @@ class Models:
         self._cache: dict[str, tuple[tuple, torch.nn.Module, threading.Lock]] = {}
         self._lock = threading.Lock()
 
-    def get(self, path: Optional[str], task: str) -> tuple[torch.nn.Module, threading.Lock]:
+    def get(self, path: str | None, task: str) -> tuple[torch.nn.Module, threading.Lock]:
         entry = self.allowed.get(path or "")
         if entry is None or entry.task != task:
-            raise ValueError(f"Pick a {BY_KEY[task].title} checkpoint from the list; the app only opens the "
-                             "checkpoints it was started with.")
+            raise ValueError(
+                f"Pick a {BY_KEY[task].title} checkpoint from the list; the app only opens the "
+                "checkpoints it was started with."
+            )
         file = Path(entry.path)
         if not file.is_file():
-            raise FileNotFoundError(f"Checkpoint {file} does not exist any more; train it again or restart paradis-app.")
+            raise FileNotFoundError(
+                f"Checkpoint {file} does not exist any more; train it again or restart paradis-app."
+            )
         stat = file.stat()
         version = (stat.st_mtime_ns, stat.st_size)
         with self._lock:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from apps.app import tabs
 
@@ -26,15 +26,30 @@ class Task:
 
 
 TASKS = (
-    Task("mnist", "MNIST digits", "lightning_modules.mnist.MNISTClassifier",
-         "paradis fit --config configs/mnist.yaml", tabs.mnist_tab),
-    Task("ddpm", "DDPM images", "lightning_modules.ddpm.DDPM",
-         "paradis fit --config configs/ddpm_silhouettes.yaml", tabs.ddpm_tab),
-    Task("text", "Text", "lightning_modules.text.TextClassifier",
-         "paradis fit --config configs/text_lora_minilm.yaml", tabs.text_tab),
+    Task(
+        "mnist",
+        "MNIST digits",
+        "lightning_modules.mnist.MNISTClassifier",
+        "paradis fit --config configs/mnist.yaml",
+        tabs.mnist_tab,
+    ),
+    Task(
+        "ddpm",
+        "DDPM images",
+        "lightning_modules.ddpm.DDPM",
+        "paradis fit --config configs/ddpm_silhouettes.yaml",
+        tabs.ddpm_tab,
+    ),
+    Task(
+        "text",
+        "Text",
+        "lightning_modules.text.TextClassifier",
+        "paradis fit --config configs/text_lora_minilm.yaml",
+        tabs.text_tab,
+    ),
 )
 BY_KEY = {task.key: task for task in TASKS}
 
 
-def task_for(class_path: Optional[str]) -> Optional[Task]:
+def task_for(class_path: str | None) -> Task | None:
     return next((task for task in TASKS if task.class_path == class_path), None)

@@ -29,7 +29,6 @@ numbers (apps/lab/course_report.py).
 
 from __future__ import annotations
 
-
 from apps.lab.cli import main, parse_args, run_lab
 from apps.lab.runner import run_commands
 from apps.lab.spec import Lab, Variant, load_lab

@@ -8,8 +8,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
-
 
 from apps.lab.report import write_report
 from apps.lab.runner import Run, default_threads, execute, plan
@@ -30,12 +28,22 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--force", action="store_true", help="rerun finished variants too")
     parser.add_argument("--runs-dir", default="runs/lab", help="root of the lab run folders (default runs/lab)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads per run (default: cores // jobs, at least 1)")
-    parser.add_argument("--isolated", action="store_true", help="run the shown paradis commands as fresh processes (no warm worker)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads per run (default: cores // jobs, at least 1)"
+    )
+    parser.add_argument(
+        "--isolated", action="store_true", help="run the shown paradis commands as fresh processes (no warm worker)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="search: trials at a time on this machine (default 1)")
-    parser.add_argument("--storage", default=None, help="search: Optuna storage URL shared by several machines "
-                        "(e.g. postgresql://user:pw@host/db; default sqlite in the lab folder)")
-    parser.add_argument("--trials", type=int, default=None, help="search: trial budget (default: the lab file's `trials`)")
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="search: Optuna storage URL shared by several machines "
+        "(e.g. postgresql://user:pw@host/db; default sqlite in the lab folder)",
+    )
+    parser.add_argument(
+        "--trials", type=int, default=None, help="search: trial budget (default: the lab file's `trials`)"
+    )
     args, extra = parser.parse_known_args(argv)
     bad = [a for a in extra if a.startswith("-") and not a.startswith("--")]
     if bad:
@@ -80,8 +88,14 @@ def progress(total: int):
         elif result.get("skipped"):
             print(f"{where}finished earlier, read back (test acc {result['test_acc']:.4f})", flush=True)
         else:
-            stale = "command or base config changed since the last run: ran it again; " if getattr(run, "stale", False) else ""
-            print(f"{where}{stale}done in {result['wall_time_s']:.0f} s (test acc {result['test_acc']:.4f})", flush=True)
+            stale = (
+                "command or base config changed since the last run: ran it again; "
+                if getattr(run, "stale", False)
+                else ""
+            )
+            print(
+                f"{where}{stale}done in {result['wall_time_s']:.0f} s (test acc {result['test_acc']:.4f})", flush=True
+            )
 
     return report
 
@@ -106,7 +120,9 @@ def run_lab(argv: list[str]) -> list[dict]:
     labs = [load_lab(path) for path in args.labs]
     axes = [lab.axis for lab in labs]
     if len(set(axes)) < len(axes):
-        raise ValueError(f"Two lab files have the same name ({', '.join(axes)}); their reports would overwrite each other.")
+        raise ValueError(
+            f"Two lab files have the same name ({', '.join(axes)}); their reports would overwrite each other."
+        )
     threads = args.threads or default_threads(args.jobs)
     grids = [lab for lab in labs if lab.search is None]
     ctx = None if args.isolated or not grids else warm_context(config_modules(grids))
@@ -114,14 +130,20 @@ def run_lab(argv: list[str]) -> list[dict]:
     all_runs = [run for runs in runs_by_lab.values() for run in runs]
     for lab in grids:
         (Path(args.runs_dir) / lab.axis).mkdir(parents=True, exist_ok=True)
-        print(f"paradis-lab: {lab.axis}: {len(lab.variants)} variant(s) x {args.folds} fold(s) into {Path(args.runs_dir) / lab.axis}", flush=True)
+        print(
+            f"paradis-lab: {lab.axis}: {len(lab.variants)} variant(s) x {args.folds} fold(s) into {Path(args.runs_dir) / lab.axis}",
+            flush=True,
+        )
     started = time.perf_counter()
     results = execute(all_runs, args.jobs, args.force, args.isolated, ctx, progress(len(all_runs)))
     ran = [r for r in results if not r.get("skipped")]
     if ran:
         cpu = sum(r.get("cpu_time_s", 0.0) for r in ran)
-        print(f"paradis-lab: {len(ran)} run(s) in {time.perf_counter() - started:.0f} s wall, {cpu:.0f} s CPU "
-              f"(user + system of the runs themselves)", flush=True)
+        print(
+            f"paradis-lab: {len(ran)} run(s) in {time.perf_counter() - started:.0f} s wall, {cpu:.0f} s CPU "
+            f"(user + system of the runs themselves)",
+            flush=True,
+        )
     by_run = dict(zip(map(id, all_runs), results))
     rows_all = []
     for lab in grids:
@@ -131,9 +153,20 @@ def run_lab(argv: list[str]) -> list[dict]:
             per_variant.setdefault(run.variant.name, []).append(by_run[id(run)])
         rows = [summarize(name, runs) for name, runs in per_variant.items()]
         lab_argv = [str(lab.path), *argv_without_labs(argv, args.labs)]
-        (out_dir / "results.json").write_text(json.dumps(
-            {"lab": str(lab.path), "argv": lab_argv, "description": lab.description, "target_acc": lab.target_acc,
-             "folds": args.folds, "rows": rows, "runs": per_variant}, indent=1))
+        (out_dir / "results.json").write_text(
+            json.dumps(
+                {
+                    "lab": str(lab.path),
+                    "argv": lab_argv,
+                    "description": lab.description,
+                    "target_acc": lab.target_acc,
+                    "folds": args.folds,
+                    "rows": rows,
+                    "runs": per_variant,
+                },
+                indent=1,
+            )
+        )
         report = write_report(lab, out_dir, rows, per_variant, lab_argv, args.folds, jobs_line(args, threads))
         print(f"\n{lab.axis}:\n{markdown_table(rows, lab.target_acc)}\n\nReport: {report}", flush=True)
         rows_all += rows
@@ -142,7 +175,9 @@ def run_lab(argv: list[str]) -> list[dict]:
             from apps.lab.search import run_search
 
             search_threads = args.threads or default_threads(args.workers)  # one per worker when workers >= cores
-            rows_all += run_search(lab, args, extra, search_threads, [str(lab.path), *argv_without_labs(argv, args.labs)])
+            rows_all += run_search(
+                lab, args, extra, search_threads, [str(lab.path), *argv_without_labs(argv, args.labs)]
+            )
     course(Path(args.runs_dir), axes)
     return rows_all
 
@@ -164,7 +199,7 @@ def argv_without_labs(argv: list[str], labs: list[str]) -> list[str]:
     return rest
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Exit code 0 when every variant finished, 1 when some failed (the report is written anyway), 2 on bad input."""
     try:
         rows = run_lab(sys.argv[1:] if argv is None else list(argv))

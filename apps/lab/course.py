@@ -16,7 +16,6 @@ import shlex
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from apps.lab.report import cpu_model
 from apps.lab.table import mean_curve
@@ -34,7 +33,7 @@ class Axis:
     lab: str
     description: str
     argv: list[str]  # the `paradis-lab` arguments that produced this axis
-    target_acc: Optional[float]
+    target_acc: float | None
     folds: int
     rows: list[dict]  # apps.lab.table.summarize rows (formatted cells)
     runs: dict[str, list[dict]]  # variant -> its runs (one per fold)
@@ -51,7 +50,7 @@ class Axis:
         failed = next((r for r in self.runs.get(variant, []) if r["status"] != "ok"), None)
         return f"{failed['status']} in {failed.get('stage', '?')}: {failed.get('error', '')}" if failed else ""
 
-    def value(self, variant: str, key: str) -> Optional[float]:
+    def value(self, variant: str, key: str) -> float | None:
         """Mean over the variant's folds of a numeric result (None when failed or missing)."""
         if not self.ok(variant):
             return None
@@ -60,7 +59,7 @@ class Axis:
             return None
         return statistics.fmean(values)
 
-    def spread(self, variant: str, key: str) -> Optional[float]:
+    def spread(self, variant: str, key: str) -> float | None:
         """Sample std over folds (None with one fold)."""
         values = [r.get(key) for r in self.runs.get(variant, []) if r.get(key) is not None]
         return statistics.stdev(values) if len(values) > 1 and self.ok(variant) else None
@@ -95,7 +94,7 @@ class Axis:
 
 def command_options(command: str) -> dict[str, str]:
     words = shlex.split(command)
-    words = words[words.index("paradis") + 2:] if "paradis" in words else words
+    words = words[words.index("paradis") + 2 :] if "paradis" in words else words
     options: dict[str, str] = {}
     i = 0
     while i < len(words):
@@ -111,14 +110,14 @@ def command_options(command: str) -> dict[str, str]:
     return options
 
 
-def number(value: Optional[str]) -> Optional[float]:
+def number(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
     except ValueError:
         return None
 
 
-def read_axis(folder: Path) -> Optional[Axis]:
+def read_axis(folder: Path) -> Axis | None:
     try:
         data = json.loads((folder / RESULTS_FILE).read_text())
     except (OSError, ValueError):
@@ -139,13 +138,25 @@ def read_axis(folder: Path) -> Optional[Axis]:
             pass
     runs = data["runs"]
     folds = max((len(r) for r in runs.values()), default=1)
-    return Axis(folder.name, folder, lab, description or "", list(data.get("argv") or [lab]), target,
-                int(data.get("folds") or folds), list(data.get("rows") or []), runs, bool(data.get("search")))
+    return Axis(
+        folder.name,
+        folder,
+        lab,
+        description or "",
+        list(data.get("argv") or [lab]),
+        target,
+        int(data.get("folds") or folds),
+        list(data.get("rows") or []),
+        runs,
+        bool(data.get("search")),
+    )
 
 
 def collect(runs_dir: Path, order: list[str] = ()) -> list[Axis]:
     """Every axis under `runs_dir`: those named in `order` first (in that order), then the others by name."""
-    folders = sorted(p for p in Path(runs_dir).iterdir() if (p / RESULTS_FILE).is_file()) if Path(runs_dir).is_dir() else []
+    folders = (
+        sorted(p for p in Path(runs_dir).iterdir() if (p / RESULTS_FILE).is_file()) if Path(runs_dir).is_dir() else []
+    )
     rank = {name: i for i, name in enumerate(order)}
     folders.sort(key=lambda p: (rank.get(p.name, len(rank)), p.name))
     return [axis for axis in map(read_axis, folders) if axis is not None]
@@ -162,7 +173,9 @@ def hardware(axes: list[Axis]) -> list[str]:
         gpu = f"available: {', '.join(names)} (`torch.cuda.is_available()` is True, {len(names)} device(s))"
     else:
         gpu = "not available (`torch.cuda.is_available()` is False): CPU only"
-    devices = sorted({r.get("device") or "cpu" for a in axes for runs in a.runs.values() for r in runs if r["status"] == "ok"})
+    devices = sorted(
+        {r.get("device") or "cpu" for a in axes for runs in a.runs.values() for r in runs if r["status"] == "ok"}
+    )
     return [
         f"CPU: {cpu_model()}, {os.cpu_count()} cores ({platform.node() or 'this machine'}, {platform.system()} {platform.release()})",
         f"Software: Python {platform.python_version()}, torch {torch.__version__}, lightning {version('lightning')}",
@@ -171,13 +184,13 @@ def hardware(axes: list[Axis]) -> list[str]:
     ]
 
 
-def best_overall(axes: list[Axis]) -> Optional[tuple[Axis, str, float]]:
+def best_overall(axes: list[Axis]) -> tuple[Axis, str, float] | None:
     scored = [(a, v, a.value(v, "test_acc")) for a in axes for v in a.variants]
     scored = [s for s in scored if s[2] is not None]
     return max(scored, key=lambda s: s[2]) if scored else None
 
 
-def shared_command(axes: list[Axis]) -> Optional[str]:
+def shared_command(axes: list[Axis]) -> str | None:
     """One `paradis-lab` command for every axis when they were run with the same other arguments."""
     rests = {tuple(a.argv[1:]) for a in axes}
     if len(rests) != 1 or not axes:
@@ -189,8 +202,14 @@ def cell(row: dict, key: str) -> str:
     return str(row.get(key, "—")) if row.get("status") == "ok" else ""
 
 
-TABLE = [("variant", "variant"), ("test_acc", "test acc"), ("epochs_to_target", "epochs to target"),
-         ("epoch_time_s", "epoch time (s)"), ("peak_memory_mb", "peak memory (MB)"), ("parameters", "parameters")]
+TABLE = [
+    ("variant", "variant"),
+    ("test_acc", "test acc"),
+    ("epochs_to_target", "epochs to target"),
+    ("epoch_time_s", "epoch time (s)"),
+    ("peak_memory_mb", "peak memory (MB)"),
+    ("parameters", "parameters"),
+]
 
 
 def table(axes: list[Axis]) -> tuple[list[str], list[tuple[Axis, list[list[str]]]]]:
@@ -209,4 +228,3 @@ def table(axes: list[Axis]) -> tuple[list[str], list[tuple[Axis, list[list[str]]
             rows.append(cells)
         groups.append((axis, rows))
     return [title for _, title in TABLE], groups
-

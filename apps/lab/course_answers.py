@@ -4,8 +4,8 @@ an axis, saying it is not answered when they are missing or failed, and the sent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from apps.lab.course import Axis
 
@@ -15,7 +15,7 @@ class Answer:
     title: str
     expected: str  # what the course (the seed) expects
     lab: str  # the lab file that answers it
-    axis: Optional[str] = None  # None: not answered by this run
+    axis: str | None = None  # None: not answered by this run
     lines: list[str] = field(default_factory=list)
 
 
@@ -37,7 +37,7 @@ def peers(axis: Axis, variant: str, option: str) -> list[str]:
     return [v for v in axis.variants if v != variant and others(axis, v, option) == mine]
 
 
-def find(axes: list[Axis], option: str, *tests: Callable[[str], bool]) -> Optional[tuple[Axis, list[str]]]:
+def find(axes: list[Axis], option: str, *tests: Callable[[str], bool]) -> tuple[Axis, list[str]] | None:
     """The first axis that varies `option` and has a variant passing each test: (axis, one variant per test)."""
     for axis in axes:
         if not axis.varies(option):
@@ -48,11 +48,15 @@ def find(axes: list[Axis], option: str, *tests: Callable[[str], bool]) -> Option
     return None
 
 
-def failed(answer: Answer, axis: Axis, variants: list[str]) -> Optional[Answer]:
+def failed(answer: Answer, axis: Axis, variants: list[str]) -> Answer | None:
     bad = [v for v in variants if not axis.ok(v)]
     if not bad:
         return None
-    answer.lines = [f"Not answered by this run: in {axis.name}, " + "; ".join(f"`{v}` {axis.error(v) or 'has no result'}" for v in bad) + "."]
+    answer.lines = [
+        f"Not answered by this run: in {axis.name}, "
+        + "; ".join(f"`{v}` {axis.error(v) or 'has no result'}" for v in bad)
+        + "."
+    ]
     return answer
 
 
@@ -68,7 +72,7 @@ def reached(axis: Axis, v: str) -> str:
     return f"{v} did not reach {target:g} val acc in {axis.value(v, 'epochs'):g} epochs (best {acc(axis.value(v, 'best_val_acc'))})"
 
 
-def first_epoch(axis: Axis, v: str) -> Optional[float]:
+def first_epoch(axis: Axis, v: str) -> float | None:
     curve = axis.curve(v, "val/acc")
     return curve[0] if curve else None
 
@@ -83,8 +87,14 @@ def axis_summary(axis: Axis) -> list[str]:
     lines = []
     if scores:
         best, worst = max(scores, key=scores.get), min(scores, key=scores.get)
-        lines.append(f"Best test accuracy of this axis: {best} {acc(scores[best])}"
-                     + (f"; lowest: {worst} {acc(scores[worst])} ({pts(scores[best] - scores[worst])} apart)." if worst != best else "."))
+        lines.append(
+            f"Best test accuracy of this axis: {best} {acc(scores[best])}"
+            + (
+                f"; lowest: {worst} {acc(scores[worst])} ({pts(scores[best] - scores[worst])} apart)."
+                if worst != best
+                else "."
+            )
+        )
     bad = [v for v in axis.variants if not axis.ok(v)]
     if bad:
         lines.append(f"{len(bad)} variant(s) failed: " + "; ".join(f"{v} ({axis.error(v)})" for v in bad) + ".")

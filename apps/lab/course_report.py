@@ -29,18 +29,28 @@ def build(axes: list[Axis], runs_dir: Path) -> list[tuple]:
     command = shared_command(axes)
     blocks: list[tuple] = [
         ("h1", f"MNIST lab course: {len(axes)} ax{'i' if len(axes) == 1 else 'e'}s"),
-        ("p", f"Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} from the runs in `{runs_dir}`: "
-              "every number below is read from the runs' `results.json`; the sentences are computed from them."),
-        ("h2", "Machine"), ("ul", hardware(axes)),
+        (
+            "p",
+            f"Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} from the runs in `{runs_dir}`: "
+            "every number below is read from the runs' `results.json`; the sentences are computed from them.",
+        ),
+        ("h2", "Machine"),
+        ("ul", hardware(axes)),
         ("h2", "Reproduce"),
         ("p", "Every row, from the repository root (finished variants are read back, not rerun):"),
         ("pre", command or "\n".join(shlex.join(["paradis-lab", *a.argv]) for a in axes)),
-        ("p", f"TensorBoard over every run of every axis: `tensorboard --logdir {runs_dir}`; each row's own "
-              "`paradis fit` / `paradis test` commands are at the end."),
+        (
+            "p",
+            f"TensorBoard over every run of every axis: `tensorboard --logdir {runs_dir}`; each row's own "
+            "`paradis fit` / `paradis test` commands are at the end.",
+        ),
         ("h2", "All axes side by side"),
-        ("p", "Test accuracy of the best checkpoint (by val acc); epochs to reach the axis's target val acc; mean "
-              "training-epoch wall time; peak memory (`perf/peak_memory_mb`); parameter count. Axes differ in epochs, "
-              "data and network, so compare rows within an axis."),
+        (
+            "p",
+            "Test accuracy of the best checkpoint (by val acc); epochs to reach the axis's target val acc; mean "
+            "training-epoch wall time; peak memory (`perf/peak_memory_mb`); parameter count. Axes differ in epochs, "
+            "data and network, so compare rows within an axis.",
+        ),
         ("table", *table(axes)),
     ]
     best = best_overall(axes)
@@ -55,8 +65,15 @@ def build(axes: list[Axis], runs_dir: Path) -> list[tuple]:
         blocks += axis_blocks(axis, [a for a in answers if a.axis == axis.name], runs_dir)
     blocks.append(("h2", "Commands of every row"))
     for axis in axes:
-        commands = [line for name, runs in axis.runs.items() for run in runs
-                    for line in [f"# {name}" + (f" fold {run['fold']}" if run.get("fold") is not None else ""), *run.get("commands", [])]]
+        commands = [
+            line
+            for name, runs in axis.runs.items()
+            for run in runs
+            for line in [
+                f"# {name}" + (f" fold {run['fold']}" if run.get("fold") is not None else ""),
+                *run.get("commands", []),
+            ]
+        ]
         blocks += [("h3", axis.name), ("pre", "\n".join(commands))]
     return blocks
 
@@ -66,8 +83,11 @@ def axis_blocks(axis: Axis, answers: list[Answer], runs_dir: Path) -> list[tuple
     blocks: list[tuple] = [
         ("h2", f"Axis: {axis.name}"),
         *([("p", axis.description)] if axis.description else []),
-        ("p", f"Lab file `{axis.lab}`; this axis alone: `{shlex.join(['paradis-lab', *axis.argv])}`; its full report "
-              f"(per-variant table with more columns): [{report}]({report})."),
+        (
+            "p",
+            f"Lab file `{axis.lab}`; this axis alone: `{shlex.join(['paradis-lab', *axis.argv])}`; its full report "
+            f"(per-variant table with more columns): [{report}]({report}).",
+        ),
         ("ul", axis_summary(axis)),
     ]
     for answer in answers:
@@ -83,7 +103,7 @@ def inline(text: str) -> str:
     """The Markdown subset used in the blocks (`code`, **bold**, [link](target)) as HTML."""
     out, last = [], 0
     for m in INLINE.finditer(text):
-        out.append(html.escape(text[last:m.start()]))
+        out.append(html.escape(text[last : m.start()]))
         code, bold, label, target = m.groups()
         if code is not None:
             out.append(f"<code>{html.escape(code)}</code>")
@@ -113,7 +133,11 @@ def to_markdown(blocks: list[tuple], runs_dir: Path) -> str:
             lines += ["| axis | " + " | ".join(headers) + " |", "|" + "---|" * (len(headers) + 1)]
             for axis, rows in groups:
                 for i, cells in enumerate(rows):
-                    lines.append("| " + " | ".join([f"**{axis.name}**" if i == 0 else "", *(c.replace("|", "\\|") for c in cells)]) + " |")
+                    lines.append(
+                        "| "
+                        + " | ".join([f"**{axis.name}**" if i == 0 else "", *(c.replace("|", "\\|") for c in cells)])
+                        + " |"
+                    )
             lines.append("")
     return "\n".join(lines)
 
@@ -142,7 +166,9 @@ def compact_png(path: Path) -> bytes:
         from PIL import Image
 
         with Image.open(path) as image:
-            palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+            palette = image.convert("RGB").quantize(
+                colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+            )
         out = io.BytesIO()
         palette.save(out, "PNG", optimize=True)
     except (ImportError, OSError, ValueError):
@@ -164,20 +190,32 @@ def to_html(blocks: list[tuple]) -> str:
             body.append(f"<pre>{html.escape(rest[0])}</pre>")
         elif kind == "img":
             data = base64.b64encode(compact_png(rest[1])).decode()
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(rest[0])}">'
-                        f"<figcaption>{html.escape(rest[0])}</figcaption></figure>")
+            body.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(rest[0])}">'
+                f"<figcaption>{html.escape(rest[0])}</figcaption></figure>"
+            )
         elif kind == "table":
             headers, groups = rest
-            body.append('<table class="course"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr></thead>")
+            body.append(
+                '<table class="course"><thead><tr>'
+                + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+                + "</tr></thead>"
+            )
             for axis, rows in groups:
                 target = f", target {axis.target_acc:g} val acc" if axis.target_acc else ""
-                body.append(f'<tbody data-axis="{html.escape(axis.name)}"><tr class="axis-head"><th colspan="{len(headers)}">'
-                            f"{html.escape(axis.name)} ({len(rows)} variants{target})</th></tr>")
-                body += ['<tr class="variant">' + "".join(f"<td>{inline(c)}</td>" for c in cells) + "</tr>" for cells in rows]
+                body.append(
+                    f'<tbody data-axis="{html.escape(axis.name)}"><tr class="axis-head"><th colspan="{len(headers)}">'
+                    f"{html.escape(axis.name)} ({len(rows)} variants{target})</th></tr>"
+                )
+                body += [
+                    '<tr class="variant">' + "".join(f"<td>{inline(c)}</td>" for c in cells) + "</tr>" for cells in rows
+                ]
                 body.append("</tbody>")
             body.append("</table>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
-            f"<style>{CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
+        f"<style>{CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_course(runs_dir: Path, order: list[str] = ()) -> list[Path]:

@@ -47,7 +47,12 @@ def plot(results: dict[str, list[dict]], out_dir: Path) -> list[tuple[str, str]]
     fig, axes = plt.subplots(1, 3, figsize=(12, 4))
     names = list(ok)
     for ax, (key, title) in zip(
-        axes, [("epoch_time_s", "epoch wall time (s)"), ("samples_per_s", "samples / s"), ("peak_memory_mb", "peak memory (MB)")]
+        axes,
+        [
+            ("epoch_time_s", "epoch wall time (s)"),
+            ("samples_per_s", "samples / s"),
+            ("peak_memory_mb", "peak memory (MB)"),
+        ],
     ):
         values = [[r[key] for r in ok[n]] for n in names]
         means = [statistics.fmean(v) for v in values]

@@ -61,7 +61,12 @@ def header(lab: Lab, argv: list[str], folds: int, jobs_line: str) -> list[str]:
 
 
 def commands_section(results: dict[str, list[dict]], out_dir: Path) -> list[str]:
-    lines = ["## Commands", "", "Each row can be reproduced alone (from the repository root), with the same numbers:", ""]
+    lines = [
+        "## Commands",
+        "",
+        "Each row can be reproduced alone (from the repository root), with the same numbers:",
+        "",
+    ]
     for name, runs in results.items():
         failed = next((r for r in runs if r["status"] != "ok"), None)
         lines.append(f"**{name}**" + (f" — {failed['status']}: `{failed['error']}`" if failed else ""))
@@ -73,8 +78,16 @@ def commands_section(results: dict[str, list[dict]], out_dir: Path) -> list[str]
     return lines
 
 
-def write_report(lab: Lab, out_dir: Path, rows: list[dict], results: dict[str, list[dict]], argv: list[str], folds: int,
-                 jobs_line: str = "", extra_sections: tuple[list[str], ...] = ()) -> Path:
+def write_report(
+    lab: Lab,
+    out_dir: Path,
+    rows: list[dict],
+    results: dict[str, list[dict]],
+    argv: list[str],
+    folds: int,
+    jobs_line: str = "",
+    extra_sections: tuple[list[str], ...] = (),
+) -> Path:
     plots = plot(results, out_dir)
     lines = header(lab, argv, folds, jobs_line) + [
         "- Columns: test accuracy of the best checkpoint (by val acc); epoch time, samples/s = mean over training epochs "

@@ -14,7 +14,9 @@ TEST_METRIC = "test/acc"
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
-    from callbacks.metrics_file import METRICS_FILE  # here: the callbacks import lightning, which `paradis-lab` itself does not need
+    from callbacks.metrics_file import (
+        METRICS_FILE,
+    )  # here: the callbacks import lightning, which `paradis-lab` itself does not need
 
     path = run_dir / METRICS_FILE
     return json.loads(path.read_text()) if path.exists() else {}

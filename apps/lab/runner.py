@@ -16,10 +16,11 @@ import shlex
 import shutil
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from apps.lab.results import run_metrics
 from apps.lab.spec import Lab, Variant
@@ -40,10 +41,12 @@ class Run:
     lab: Lab
     variant: Variant
     run_dir: Path
-    fold: Optional[tuple[int, int]]
+    fold: tuple[int, int] | None
     threads: int
     commands: list[list[str]]
-    hidden_args: list[str] = field(default_factory=list)  # added to `fit` but not shown (e.g. a search's pruning callback)
+    hidden_args: list[str] = field(
+        default_factory=list
+    )  # added to `fit` but not shown (e.g. a search's pruning callback)
 
     @property
     def shown(self) -> list[str]:
@@ -54,7 +57,9 @@ class Run:
         return self.variant.name + (f" fold {self.fold[0]}" if self.fold else "")
 
 
-def run_commands(lab: Lab, variant: Variant, run_dir: Path, extra: list[str], fold: Optional[tuple[int, int]]) -> list[list[str]]:
+def run_commands(
+    lab: Lab, variant: Variant, run_dir: Path, extra: list[str], fold: tuple[int, int] | None
+) -> list[list[str]]:
     """The `paradis fit` and `paradis test` argv of one run."""
     args = [a for c in lab.base for a in ("--config", c)]
     if lab.seed is not None:
@@ -94,13 +99,17 @@ def clean_run_dir(run_dir: Path) -> None:
             item.unlink()
 
 
-def cached_result(run: Run, force: bool) -> tuple[Optional[dict], bool]:
+def cached_result(run: Run, force: bool) -> tuple[dict | None, bool]:
     """(the result of a finished earlier run with the same commands and base config, whether one was stale)."""
     result_file = run.run_dir / RESULT_FILE
     if not result_file.exists() or force:
         return None, False
     result = json.loads(result_file.read_text())
-    if result.get("commands") == run.shown and result.get("base_sha256") == base_sha256(run.lab) and result.get("status") == "ok":
+    if (
+        result.get("commands") == run.shown
+        and result.get("base_sha256") == base_sha256(run.lab)
+        and result.get("status") == "ok"
+    ):
         # Read the numbers back from the run's metrics (the target may have changed in the lab file).
         result.update(run_metrics(run.run_dir, run.lab.target_acc), target_acc=run.lab.target_acc, skipped=True)
         return result, False
@@ -141,9 +150,11 @@ def start(run: Run, isolated: bool, ctx) -> Any:
     return launch(commands, run.run_dir, run.threads, isolated, ctx)
 
 
-def execute(runs: list[Run], jobs: int, force: bool, isolated: bool, ctx, report: Callable[[Run, dict], None]) -> list[dict]:
+def execute(
+    runs: list[Run], jobs: int, force: bool, isolated: bool, ctx, report: Callable[[Run, dict], None]
+) -> list[dict]:
     """Every run (cached ones read back), `jobs` at a time; `report(run, result)` as each ends. Results in order."""
-    results: list[Optional[dict]] = [None] * len(runs)
+    results: list[dict | None] = [None] * len(runs)
     pending: deque[int] = deque()
     for i, run in enumerate(runs):
         result, stale = cached_result(run, force)

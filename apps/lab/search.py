@@ -51,8 +51,12 @@ def make_storage(url: str, heartbeat: int):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Heartbeats, stale-trial retries and the matplotlib plots are marked experimental; they are what we use.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                      failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
+    return RDBStorage(
+        url,
+        heartbeat_interval=heartbeat,
+        grace_period=3 * heartbeat,
+        failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
+    )
 
 
 def make_sampler(config: SearchConfig, seed: int | None):
@@ -66,7 +70,9 @@ def make_sampler(config: SearchConfig, seed: int | None):
 def load_study(url: str, config: SearchConfig, seed: int | None, create: bool = False):
     import optuna
 
-    kwargs = dict(study_name=config.study_name, storage=make_storage(url, config.heartbeat), sampler=make_sampler(config, seed))
+    kwargs = dict(
+        study_name=config.study_name, storage=make_storage(url, config.heartbeat), sampler=make_sampler(config, seed)
+    )
     if create:
         return optuna.create_study(direction=config.direction, load_if_exists=True, **kwargs)
     return optuna.load_study(**kwargs)
@@ -77,8 +83,10 @@ def finished_count(study) -> tuple[int, int, int]:
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.FAIL and "error" in t.user_attrs)
-               for t in trials)
+    done = sum(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+        for t in trials
+    )
     return done, sum(t.state == TrialState.RUNNING for t in trials), sum(t.state == TrialState.WAITING for t in trials)
 
 
@@ -89,7 +97,9 @@ def objective_value(curve: list[float], direction: str) -> float:
     return max(values) if direction == "maximize" else min(values)
 
 
-def make_objective(lab: Lab, config: SearchConfig, out_dir: Path, url: str, extra: list[str], threads: int, isolated: bool, ctx):
+def make_objective(
+    lab: Lab, config: SearchConfig, out_dir: Path, url: str, extra: list[str], threads: int, isolated: bool, ctx
+):
     import optuna
 
     from apps.lab.results import read_metrics
@@ -125,7 +135,9 @@ def make_objective(lab: Lab, config: SearchConfig, out_dir: Path, url: str, extr
     return objective
 
 
-def worker(lab_path: str, out_dir: str, url: str, budget: int, extra: list[str], threads: int, isolated: bool, index: int) -> None:
+def worker(
+    lab_path: str, out_dir: str, url: str, budget: int, extra: list[str], threads: int, isolated: bool, index: int
+) -> None:
     """One worker process: trials until the study holds `budget` finished ones.
 
     Its trials are forked by a warm forkserver of its own, never by the worker itself: the worker runs
@@ -143,7 +155,11 @@ def worker(lab_path: str, out_dir: str, url: str, budget: int, extra: list[str],
     print(f"search worker {index}: pid {os.getpid()}", flush=True)
     lab = load_lab(lab_path)
     config = SearchConfig(lab)
-    ctx = multiprocessing.get_context("spawn") if isolated else warm_context(config_modules([lab]) + ["callbacks.optuna_pruning"])
+    ctx = (
+        multiprocessing.get_context("spawn")
+        if isolated
+        else warm_context(config_modules([lab]) + ["callbacks.optuna_pruning"])
+    )
     objective = make_objective(lab, config, Path(out_dir), url, extra, threads, isolated, ctx)
     import fcntl
 
@@ -183,8 +199,11 @@ def run_search(lab: Lab, args, extra: list[str], threads: int, argv: list[str]) 
     budget = config.trials = args.trials or config.trials
     study = load_study(url, config, lab.seed, create=True)
     done = finished_count(study)[0]
-    print(f"paradis-lab: {lab.axis}: Optuna study `{config.study_name}` in {url}: {done}/{budget} trials finished; "
-          f"{args.workers} worker(s) here", flush=True)
+    print(
+        f"paradis-lab: {lab.axis}: Optuna study `{config.study_name}` in {url}: {done}/{budget} trials finished; "
+        f"{args.workers} worker(s) here",
+        flush=True,
+    )
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this process's database connection
     workers = [
         ctx.Process(target=worker, args=(str(lab.path), str(out_dir), url, budget, extra, threads, args.isolated, i))

@@ -32,14 +32,21 @@ def trial_results(study) -> dict[str, list[dict]]:
                 name += f" (pruned at epoch {max(trial.intermediate_values) + 1})"
         elif trial.state in (TrialState.COMPLETE, TrialState.PRUNED):  # its run folder is on another machine
             value = "—" if trial.value is None else f"{trial.value:.4f}"
-            result = {"status": "elsewhere", "stage": "fit", "error": f"ran on {trial.user_attrs.get('host', 'another machine')} "
-                      f"({trial.state.name.lower()}, value {value}) in {run_dir}"}
+            result = {
+                "status": "elsewhere",
+                "stage": "fit",
+                "error": f"ran on {trial.user_attrs.get('host', 'another machine')} "
+                f"({trial.state.name.lower()}, value {value}) in {run_dir}",
+            }
         elif "error" in trial.user_attrs:
             result = {"status": "failed", "stage": "fit", "error": trial.user_attrs["error"]}
         else:
             again = retried.get(trial.number)
-            result = {"status": "lost", "stage": "fit",
-                      "error": "its worker stopped" + (f"; run again as trial_{again:04d}" if again is not None else "")}
+            result = {
+                "status": "lost",
+                "stage": "fit",
+                "error": "its worker stopped" + (f"; run again as trial_{again:04d}" if again is not None else ""),
+            }
         result.setdefault("commands", trial.user_attrs.get("commands", []))
         results[name] = [result]
     return results
@@ -83,7 +90,10 @@ def best_trials_table(study, config: SearchConfig, count: int = 5) -> list[str]:
     for trial in done[:count]:
         test = trial.user_attrs.get("test_acc")
         cells = [f"trial_{trial.number:04d}", f"{trial.value:.4f}", "—" if test is None else f"{test:.4f}"]
-        cells += [f"{trial.params[n]:.4g}" if isinstance(trial.params.get(n), float) else str(trial.params.get(n, "—")) for n in names]
+        cells += [
+            f"{trial.params[n]:.4g}" if isinstance(trial.params.get(n), float) else str(trial.params.get(n, "—"))
+            for n in names
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -96,20 +106,37 @@ def write_search_report(lab: Lab, config: SearchConfig, study, out_dir: Path, ar
     states = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,))) for state in TrialState}
     shown_url = url if url.startswith("sqlite") else url.split("@")[-1]  # no password in the report
     study_lines = [
-        "## Study", "",
+        "## Study",
+        "",
         f"- Optuna study `{config.study_name}` in `{shown_url}`: budget {config.trials} finished trials; "
         + ", ".join(f"{n} {s}" for s, n in states.items() if n),
         f"- Objective: best per-epoch `{config.objective}` of a trial ({config.direction}); sampler {config.sampler}, "
         f"pruner {config.pruner} (after {config.startup_trials} trials, from epoch {config.warmup_epochs + 1}); "
         "a pruned trial stops training and is still tested.",
         f"- More workers, on this or another machine (shared database): `paradis-lab {lab.path} --storage URL --workers N`",
-        "", "## Best trials", "", *best_trials_table(study, config), "",
+        "",
+        "## Best trials",
+        "",
+        *best_trials_table(study, config),
+        "",
     ]
     plots = save_optuna_plots(study, out_dir)
     for title, filename in plots:
         study_lines += [f"## {title}", "", f"![{title}]({filename})", ""]
-    (out_dir / "results.json").write_text(json.dumps({"lab": str(lab.path), "argv": argv, "search": True, "description": lab.description,
-                                                        "target_acc": lab.target_acc, "rows": rows, "runs": results}, indent=1))
+    (out_dir / "results.json").write_text(
+        json.dumps(
+            {
+                "lab": str(lab.path),
+                "argv": argv,
+                "search": True,
+                "description": lab.description,
+                "target_acc": lab.target_acc,
+                "rows": rows,
+                "runs": results,
+            },
+            indent=1,
+        )
+    )
     report = write_report(lab, out_dir, rows, results, argv, 1, "trials run by search workers", (study_lines,))
     print(f"\n{lab.axis}:\n{markdown_table(rows, lab.target_acc)}\n\nReport: {report}", flush=True)
     return rows

@@ -7,7 +7,17 @@ from typing import Any
 
 from apps.lab.spec import Lab, format_value
 
-SEARCH_KEYS = {"trials", "objective", "direction", "sampler", "pruner", "startup_trials", "warmup_epochs", "heartbeat", "params"}
+SEARCH_KEYS = {
+    "trials",
+    "objective",
+    "direction",
+    "sampler",
+    "pruner",
+    "startup_trials",
+    "warmup_epochs",
+    "heartbeat",
+    "params",
+}
 
 
 class SearchConfig:
@@ -16,7 +26,9 @@ class SearchConfig:
         where = f"{lab.path}: search"
         unknown = sorted(set(spec) - SEARCH_KEYS)
         if unknown:
-            raise ValueError(f"{where} has unknown key(s) {', '.join(unknown)}; use only {', '.join(sorted(SEARCH_KEYS))}.")
+            raise ValueError(
+                f"{where} has unknown key(s) {', '.join(unknown)}; use only {', '.join(sorted(SEARCH_KEYS))}."
+            )
         self.study_name = lab.axis
         self.trials = self._positive_int(spec.get("trials", 20), f"{where}.trials")
         self.objective = str(spec.get("objective", "val/acc"))
@@ -26,14 +38,21 @@ class SearchConfig:
         self.startup_trials = self._positive_int(spec.get("startup_trials", 5), f"{where}.startup_trials")
         self.warmup_epochs = int(spec.get("warmup_epochs", 1))
         self.heartbeat = self._positive_int(spec.get("heartbeat", 10), f"{where}.heartbeat")
-        for key, value, choices in (("direction", self.direction, ("maximize", "minimize")),
-                                    ("sampler", self.sampler, ("tpe", "random")), ("pruner", self.pruner, ("median", "none"))):
+        for key, value, choices in (
+            ("direction", self.direction, ("maximize", "minimize")),
+            ("sampler", self.sampler, ("tpe", "random")),
+            ("pruner", self.pruner, ("median", "none")),
+        ):
             if value not in choices:
                 raise ValueError(f"{where}.{key} is {value!r}; use one of {', '.join(choices)}.")
         params = spec.get("params")
         if not isinstance(params, dict) or not params:
-            raise ValueError(f"{where} needs `params`: option -> range ({{low, high}}), list of choices, or {{layers, width}}.")
-        self.params = {str(option).lstrip("-"): self._check_param(str(option), rng, where) for option, rng in params.items()}
+            raise ValueError(
+                f"{where} needs `params`: option -> range ({{low, high}}), list of choices, or {{layers, width}}."
+            )
+        self.params = {
+            str(option).lstrip("-"): self._check_param(str(option), rng, where) for option, rng in params.items()
+        }
 
     @staticmethod
     def _positive_int(value: Any, where: str) -> int:
@@ -47,12 +66,16 @@ class SearchConfig:
             return rng
         if isinstance(rng, dict) and {"layers", "width"} <= set(rng):
             if not all(isinstance(rng[k], list) and len(rng[k]) == 2 for k in ("layers", "width")):
-                raise ValueError(f"{where}.params.{option}: `layers` and `width` must be [low, high] pairs of integers.")
+                raise ValueError(
+                    f"{where}.params.{option}: `layers` and `width` must be [low, high] pairs of integers."
+                )
             return rng
         if isinstance(rng, dict) and {"low", "high"} <= set(rng) and rng["low"] < rng["high"]:
             return rng
-        raise ValueError(f"{where}.params.{option} must be a list of choices, {{low, high[, log]}} with low < high, "
-                         "or {layers: [lo, hi], width: [lo, hi]}.")
+        raise ValueError(
+            f"{where}.params.{option} must be a list of choices, {{low, high[, log]}} with low < high, "
+            "or {layers: [lo, hi], width: [lo, hi]}."
+        )
 
     def suggest(self, trial) -> list[str]:
         """The trial's sampled values as `--option value` arguments."""
@@ -75,7 +98,16 @@ class SearchConfig:
         """`--trainer.callbacks+=` options that add the pruning callback to a trial's `fit` (not shown in its command)."""
         if self.pruner == "none":
             return []
-        init = {"storage": url, "study_name": self.study_name, "trial_number": number, "monitor": self.objective,
-                "startup_trials": self.startup_trials, "warmup_epochs": self.warmup_epochs, "pruner": self.pruner}
-        return ["--trainer.callbacks+=callbacks.optuna_pruning.OptunaPruning",
-                *(f"--trainer.callbacks.init_args.{k}={v}" for k, v in init.items())]
+        init = {
+            "storage": url,
+            "study_name": self.study_name,
+            "trial_number": number,
+            "monitor": self.objective,
+            "startup_trials": self.startup_trials,
+            "warmup_epochs": self.warmup_epochs,
+            "pruner": self.pruner,
+        }
+        return [
+            "--trainer.callbacks+=callbacks.optuna_pruning.OptunaPruning",
+            *(f"--trainer.callbacks.init_args.{k}={v}" for k, v in init.items()),
+        ]

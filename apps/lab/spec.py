@@ -1,14 +1,14 @@
 """Lab files: parsing, grid expansion and the `search:` block.
 
-    base: configs/mnist.yaml          # one path, or a list of --config files
-    seed: 42                          # --seed_everything for every run
-    target_acc: 0.97                  # "epochs to reach" column
-    args: --trainer.max_epochs 5      # shared overrides (a string or a list)
-    variants:
-      - {name: relu, args: --model.activation relu}
-    grid:                             # dimension -> {label: args} or option -> [values]
-      model.lr: [0.1, 0.01]
-    search: {...}                     # an Optuna study instead of variants/grid (apps/lab/search.py)
+base: configs/mnist.yaml          # one path, or a list of --config files
+seed: 42                          # --seed_everything for every run
+target_acc: 0.97                  # "epochs to reach" column
+args: --trainer.max_epochs 5      # shared overrides (a string or a list)
+variants:
+  - {name: relu, args: --model.activation relu}
+grid:                             # dimension -> {label: args} or option -> [values]
+  model.lr: [0.1, 0.01]
+search: {...}                     # an Optuna study instead of variants/grid (apps/lab/search.py)
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
-
+from typing import Any
 
 from paradis.yaml_files import read_yaml
 
@@ -38,12 +37,12 @@ class Lab:
     path: Path
     axis: str
     base: list[str]
-    seed: Optional[int]
+    seed: int | None
     target_acc: float
     args: list[str]
     variants: list[Variant]
     description: str = ""
-    search: Optional[dict[str, Any]] = field(default=None)  # the raw `search:` block, checked by apps.lab.search
+    search: dict[str, Any] | None = field(default=None)  # the raw `search:` block, checked by apps.lab.search
 
 
 def as_args(value: Any, where: str) -> list[str]:
@@ -73,12 +72,17 @@ def grid_variants(grid: Any, where: str) -> list[Variant]:
     dimensions = []
     for key, choices in grid.items():
         if isinstance(choices, dict) and choices:
-            dimensions.append([(str(label), as_args(args, f"{where}: grid.{key}.{label}")) for label, args in choices.items()])
+            dimensions.append(
+                [(str(label), as_args(args, f"{where}: grid.{key}.{label}")) for label, args in choices.items()]
+            )
         elif isinstance(choices, list) and choices:
             option = str(key).lstrip("-")
             short = option.rsplit(".", 1)[-1]
             dimensions.append(
-                [(f"{short}{format_value(v).strip('[]').replace(',', 'x')}", [f"--{option}", format_value(v)]) for v in choices]
+                [
+                    (f"{short}{format_value(v).strip('[]').replace(',', 'x')}", [f"--{option}", format_value(v)])
+                    for v in choices
+                ]
             )
         else:
             raise ValueError(f"{where}: grid dimension `{key}` must be a non-empty mapping or list.")
@@ -96,7 +100,9 @@ def read_spec(path: Path) -> dict[str, Any]:
         raise ValueError(f"Lab file {path} must be a mapping with `base` and `variants`, `grid` or `search`.")
     unknown = sorted(set(spec) - LAB_KEYS)
     if unknown:
-        raise ValueError(f"Lab file {path} has unknown key(s) {', '.join(unknown)}; use only {', '.join(sorted(LAB_KEYS))}.")
+        raise ValueError(
+            f"Lab file {path} has unknown key(s) {', '.join(unknown)}; use only {', '.join(sorted(LAB_KEYS))}."
+        )
     return spec
 
 
@@ -104,7 +110,9 @@ def check_names(path: Path, variants: list[Variant]) -> None:
     names = [v.name for v in variants]
     for name in names:
         if not NAME_PATTERN.match(name):
-            raise ValueError(f"{path}: variant name {name!r} is not a valid folder name; use letters, digits, _ . = + -.")
+            raise ValueError(
+                f"{path}: variant name {name!r} is not a valid folder name; use letters, digits, _ . = + -."
+            )
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"{path}: variant name(s) {', '.join(duplicates)} appear more than once; make names unique.")
@@ -119,7 +127,9 @@ def load_lab(path: str | Path) -> Lab:
         raise ValueError(f"Lab file {path} needs `base: <config.yaml>` (the config every variant starts from).")
     for config in base:
         if not Path(config).is_file():
-            raise FileNotFoundError(f"Base config {config} named in {path} does not exist; run paradis-lab from the repository root or fix `base`.")
+            raise FileNotFoundError(
+                f"Base config {config} named in {path} does not exist; run paradis-lab from the repository root or fix `base`."
+            )
     variants = []
     for i, item in enumerate(spec.get("variants") or []):
         if not isinstance(item, dict) or "name" not in item:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Optional
+from typing import Any
 
 
-def aggregate(values: list[Optional[float]], digits: int) -> str:
+def aggregate(values: list[float | None], digits: int) -> str:
     """'x' for one run, 'mean ± std' over folds; '—' when missing."""
     values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not values:
@@ -21,7 +21,12 @@ def summarize(name: str, runs: list[dict]) -> dict[str, Any]:
     """One table row for a variant from its runs (one per fold)."""
     failed = [r for r in runs if r["status"] != "ok"]
     if failed:
-        return {"variant": name, "status": failed[0]["status"], "error": failed[0]["error"], "stage": failed[0]["stage"]}
+        return {
+            "variant": name,
+            "status": failed[0]["status"],
+            "error": failed[0]["error"],
+            "stage": failed[0]["stage"],
+        }
     get = lambda key: [r.get(key) for r in runs]  # noqa: E731
     reached = get("epochs_to_target")
     params = {r.get("parameters") for r in runs}
@@ -31,7 +36,9 @@ def summarize(name: str, runs: list[dict]) -> dict[str, Any]:
         "status": "ok",
         "test_acc": aggregate(get("test_acc"), 4),
         "best_val_acc": aggregate(get("best_val_acc"), 4),
-        "epochs_to_target": "not reached" if None in reached else aggregate([float(r) for r in reached], 1 if len(runs) > 1 else 0),
+        "epochs_to_target": "not reached"
+        if None in reached
+        else aggregate([float(r) for r in reached], 1 if len(runs) > 1 else 0),
         "epoch_time_s": aggregate(get("epoch_time_s"), 2),
         "samples_per_s": aggregate(get("samples_per_s"), 0),
         "peak_memory_mb": aggregate(get("peak_memory_mb"), 0),

@@ -29,4 +29,6 @@ for name in WARM_MODULES:
         pass
 
 
-die_with_parent(int(os.environ.get(PARENT_ENV, os.getppid())))  # the forkserver (and so, through theirs, its runs) ends when `paradis-lab` is killed
+die_with_parent(
+    int(os.environ.get(PARENT_ENV, os.getppid()))
+)  # the forkserver (and so, through theirs, its runs) ends when `paradis-lab` is killed

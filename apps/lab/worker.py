@@ -19,8 +19,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 STAGES = ("fit", "test")
 FAILED_CODE = 10  # + index of the stage that failed
@@ -106,8 +106,13 @@ def run_isolated(commands: Sequence[list[str]], run_dir: str, threads: int) -> N
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     for index, (stage, command) in enumerate(zip(STAGES, commands)):
         with (Path(run_dir) / f"{stage}.log").open("w") as output:
-            proc = subprocess.run([paradis_bin(), *command[1:]], stdout=output, stderr=subprocess.STDOUT, env=env,
-                                  preexec_fn=die_with_parent)
+            proc = subprocess.run(
+                [paradis_bin(), *command[1:]],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=die_with_parent,
+            )
         if proc.returncode != 0:
             exit_with(FAILED_CODE + index, run_dir, hard=False)
     exit_with(0, run_dir, hard=False)
@@ -121,7 +126,9 @@ def warm_context(preload: Sequence[str]) -> multiprocessing.context.BaseContext:
     return ctx
 
 
-def launch(commands: Sequence[list[str]], run_dir: Path, threads: int, isolated: bool, ctx=None) -> multiprocessing.Process:
+def launch(
+    commands: Sequence[list[str]], run_dir: Path, threads: int, isolated: bool, ctx=None
+) -> multiprocessing.Process:
     """Start one run's child; `ctx` is the warm context (None: fork this process, already warm or light)."""
     ctx = ctx or multiprocessing.get_context("fork")
     target = run_isolated if isolated else run_warm

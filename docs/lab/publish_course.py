@@ -7,6 +7,7 @@ Writes DOCS_DIR/course/ (course.md, course.html and each axis's report.md and fi
 palette-compressed as course.html embeds them, so the Markdown's links resolve) and DOCS_DIR/course.png
 (the page down to the side-by-side table). Needs /usr/bin/chromium (tests/browser.py installs Debian's package).
 """
+
 import io
 import shutil
 import sys
@@ -30,9 +31,18 @@ for axis in sorted(p for p in runs.iterdir() if (p / "results.json").exists()):
         (out / axis.name / png.name).write_bytes(compact_png(png))
 
 with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"])
+    browser = p.chromium.launch(
+        executable_path="/usr/bin/chromium",
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    )
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto((runs / "course.html").resolve().as_uri())
     box = page.locator("table.course + p").bounding_box()  # the "best variant overall" line under the table
@@ -40,4 +50,6 @@ with sync_playwright() as p:
     browser.close()
 image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
 image.save(docs / "course.png", optimize=True)
-print(f"{out}/ and {docs / 'course.png'}: {image.size[0]}x{image.size[1]}, {(docs / 'course.png').stat().st_size // 1024} KB")
+print(
+    f"{out}/ and {docs / 'course.png'}: {image.size[0]}x{image.size[1]}, {(docs / 'course.png').stat().st_size // 1024} KB"
+)
