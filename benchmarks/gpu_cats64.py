@@ -7,9 +7,11 @@ against a bare diffusers loop, the 16-mixed divergence guard, and the timed phot
            and Paradis without its divergence guard (the guard's one device-to-host sync a step).
   guard16  16-mixed with a GradScaler whose first scale (2^40) overflows: steps are skipped, the run goes on;
            then a NaN loss at step 3: the run stops with the guard's sentence and finite weights.
-  train64  `paradis fit --config configs/ddpm_cats64.yaml` on `--photos` for the rest of the budget (last.ckpt
-           refreshed every 2 minutes, so a cut-off leaves a checkpoint), then `--samples` EMA samples as
-           uint8 `[N, 64, 64, 3]` arrays of 1,000 (`cats64_samples_<i>.npy`), the last grid and the loss curve.
+  train64  `paradis fit --config configs/ddpm_catfaces64.yaml` (the cat faces of the photos, issue 33) on
+           `--photos` for the rest of the budget (last.ckpt refreshed every 2 minutes, so a cut-off leaves a
+           checkpoint), then `--samples` EMA samples as uint8 `[N, 64, 64, 3]` arrays of 1,000
+           (`cats64_samples_<i>.npy`, to score against the face crops), the last grid, the loss curve and the
+           crops' contact sheet (`cats64_faces.png`).
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ def precision_for(ctx: dict) -> str:
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
-def cats64_config(ctx: dict, ema_from_step: int | None = None) -> dict:
-    """configs/ddpm_cats64.yaml (at toy sizes in a dry run), as a dict."""
-    config = yaml.safe_load((ROOT / "configs" / "ddpm_cats64.yaml").read_text())
+def cats64_config(ctx: dict, ema_from_step: int | None = None, name: str = "ddpm_cats64.yaml") -> dict:
+    """configs/`name` (ddpm_cats64.yaml, or the faces' ddpm_catfaces64.yaml; at toy sizes in a dry run), as a dict."""
+    config = yaml.safe_load((ROOT / "configs" / name).read_text())
     for callback in config["trainer"]["callbacks"]:
         if ema_from_step is not None and callback["class_path"].endswith("EMA"):
             callback["init_args"]["update_starting_at_step"] = ema_from_step
@@ -260,8 +262,10 @@ def section_train64(ctx: dict) -> dict:
     seconds = int(max(30, ctx["deadline"] - time.perf_counter() - sample_reserve))
     if ctx["dry"]:
         seconds = 30
-    config = cats64_config(ctx)
+    config = cats64_config(ctx, name="ddpm_catfaces64.yaml")
     overrides = [
+        "--data.cache_dir",
+        str(ctx["tmp"] / "face_cache"),
         "--trainer.max_time",
         f"00:00:{seconds // 60:02d}:{seconds % 60:02d}",
         "--checkpoint.every_n_minutes",
@@ -299,6 +303,8 @@ def section_train64(ctx: dict) -> dict:
     if grids:
         shutil.copy(grids[-1], out / "cats64_samples.png")
     results["grids"] = [g.name for g in grids]
+    if (run / "cat_faces.png").is_file():
+        shutil.copy(run / "cat_faces.png", out / "cats64_faces.png")
     for events in run.glob("events.out.tfevents.*"):
         shutil.copy(events, out / "cats64_events.tfevents")
     plot_losses(argparse.Namespace(run_dir=str(run), out=str(out / "cats64_loss.png")))

@@ -22,8 +22,9 @@ TensorBoard events and EMA samples (`cats64_*`). Sections (`--sections` picks so
             (does it fit an 8 GB card?); the EMA update's cost next to a step.
   sampling  DDIM 50 steps against DDPM 1000 steps for 16 images (seed U-Net, random weights: speed only).
   compile   `--model.compile true`: compile time and images/s against eager (a 32 px U-Net).
-  train64   configs/ddpm_cats64.yaml on the folder `--photos` for the rest of `--budget-seconds`, then
-            `--samples` EMA samples as uint8 arrays (gpu_cats64.py; skipped without --photos).
+  train64   configs/ddpm_catfaces64.yaml (the photos' cat faces) on the folder `--photos` for the rest of
+            `--budget-seconds`, then `--samples` EMA samples as uint8 arrays (gpu_cats64.py; skipped
+            without --photos; a dry run uses copies of the bundled test photo of a cat, tests/data/cat_faces).
 A measuring section is skipped when it would leave the photo run less than `--min-train-seconds`.
 
 Needs, beyond `pip install -e .` of this project (which brings torch, lightning, diffusers, transformers,
@@ -108,6 +109,15 @@ def write_photos(folder: Path, n: int, size: int) -> Path:
     rng = np.random.default_rng(0)
     for i in range(n):
         Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+    return folder
+
+
+def cat_photos(folder: Path, n: int) -> Path:
+    """`n` copies of the bundled test photos of a cat's face (tests/data/cat_faces: the face crop finds them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    faces = sorted((ROOT / "tests" / "data" / "cat_faces").glob("*.png"))
+    for i in range(n):
+        shutil.copy(faces[i % len(faces)], folder / f"{i:04d}.png")
     return folder
 
 
@@ -586,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # a section's figures so far, kept if it is cut
         ctx["noise_photos"] = write_photos(Path(tmp) / "noise", 16 if args.dry_run else 64, 16 if args.dry_run else 128)
         ctx["photos"] = (
-            Path(args.photos) if args.photos else (write_photos(Path(tmp) / "photos", 8, 24) if args.dry_run else None)
+            Path(args.photos) if args.photos else (cat_photos(Path(tmp) / "photos", 8) if args.dry_run else None)
         )
         keep = args.min_train_seconds + 20 + 25 * args.samples / 1000 if "train64" in args.sections else 0
         for section in args.sections:

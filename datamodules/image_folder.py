@@ -19,11 +19,15 @@ from paradis.images import IMAGE_SUFFIXES
 CAT_LABEL = 2  # animal-mnist: label 2 = cat
 
 
-def load_image(path: Path, size: int, channels: int) -> torch.Tensor:
+def load_image(path: Path, size: int, channels: int, square: tuple[int, int, int] | None = None) -> torch.Tensor:
     """One file -> uint8 `[channels, size, size]`: EXIF-rotated, RGB (or grey), shorter side resized to
-    `size` and centre-cropped. Raises OSError / UnidentifiedImageError for unreadable files."""
+    `size` and centre-cropped, or the `square` (left, top, side: a cat face, datamodules/cat_faces.py) resized
+    to `size`. Raises OSError / UnidentifiedImageError for unreadable files."""
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image).convert("RGB" if channels == 3 else "L")
+        if square is not None:
+            left, top, side = square
+            image = image.crop((left, top, left + side, top + side))
         image = ImageOps.fit(image, (size, size), Image.BICUBIC)  # resize + centre crop
     array = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(array.reshape(size, size, -1).copy()).permute(2, 0, 1)
@@ -38,9 +42,9 @@ def list_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
 
 
-def _try_load(path: Path, size: int, channels: int) -> torch.Tensor | None:
+def _try_load(path: Path, size: int, channels: int, square: tuple[int, int, int] | None) -> torch.Tensor | None:
     try:
-        return load_image(path, size, channels)
+        return load_image(path, size, channels, square)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
 
@@ -51,15 +55,18 @@ def load_folder(
     channels: int = 3,
     workers: int = 4,
     listed: tuple[list[Path], list[Path]] | None = None,
+    squares: list[tuple[int, int, int]] | None = None,
 ) -> tuple[torch.Tensor, list[Path]]:
     """Every readable image under `folder` as one uint8 tensor `[N, C, size, size]`, and their paths.
 
     Unreadable and non-image files are skipped with one warning that counts them; a folder without any
-    readable image is an error. `listed`: the folder's `checked_files`, when the caller has listed it already."""
+    readable image is an error. `listed`: the folder's `checked_files`, when the caller has listed it already.
+    `squares`: one crop square per listed image file (`load_image`), in place of the centre crop."""
     folder = Path(folder)
     files, others = listed or checked_files(folder)
+    squares = squares or [None] * len(files)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes outside the GIL
-        loaded = list(pool.map(lambda p: _try_load(p, size, channels), files))
+        loaded = list(pool.map(lambda p, s: _try_load(p, size, channels, s), files, squares))
     good = [(p, x) for p, x in zip(files, loaded) if x is not None]
     bad = others + [p for p, x in zip(files, loaded) if x is None]
     warn_skipped(folder, bad)
@@ -93,36 +100,43 @@ def no_readable_image(folder: Path, n_bad: int) -> FileNotFoundError:
 
 
 def lazy_folder(
-    folder: str | Path, size: int, channels: int, listed: tuple[list[Path], list[Path]] | None = None
+    folder: str | Path,
+    size: int,
+    channels: int,
+    listed: tuple[list[Path], list[Path]] | None = None,
+    squares: list[tuple[int, int, int]] | None = None,
 ) -> ImageFiles:
     """The readable images under `folder`, decoded on access (for folders too large for memory). Only the
-    headers are checked here: cheap, and it catches non-images and most corrupt files."""
+    headers are checked here: cheap, and it catches non-images and most corrupt files. `squares`: as in
+    `load_folder`."""
     folder = Path(folder)
     files, others = listed or checked_files(folder)
+    squares = squares or [None] * len(files)
     readable, bad = [], []
-    for path in files:
+    for path, square in zip(files, squares):
         try:
             with Image.open(path):
-                readable.append(path)
+                readable.append((path, square))
         except (OSError, ValueError):
             bad.append(path)
     warn_skipped(folder, bad + others)
     if not readable:
         raise no_readable_image(folder, len(bad))
-    return ImageFiles(readable, size, channels)
+    return ImageFiles([p for p, _ in readable], size, channels, [s for _, s in readable])
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Lazy reading for folders too large to hold in memory: one uint8 image per item."""
+    """Lazy reading for folders too large to hold in memory: one uint8 image per item (its crop square, if any)."""
 
-    def __init__(self, files: list[Path], size: int, channels: int) -> None:
+    def __init__(self, files: list[Path], size: int, channels: int, squares: list | None = None) -> None:
         self.files, self.size, self.channels = files, size, channels
+        self.squares = squares or [None] * len(files)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return load_image(self.files[index], self.size, self.channels)
+        return load_image(self.files[index], self.size, self.channels, self.squares[index])
 
 
 def load_silhouettes() -> torch.Tensor:

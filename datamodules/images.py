@@ -8,6 +8,11 @@ GPU. The float conversion to [-1, 1], the random horizontal flip and the random 
 the training device (`on_after_batch_transfer`). A folder too large for
 `max_memory_mb` is read lazily instead, by a `DataLoader` with workers and pinned memory.
 
+A photo becomes a training image by its centre crop (`crop: center`) or by the square around the cat's face
+(`crop: cat_face`: found once per folder in `prepare_data`, cached outside the folder; datamodules/cat_faces.py).
+The held-out split (`val_fraction`, drawn from `seed`) never reaches training: it gives `val/loss`, FID, and the
+held-out crops that benchmarks/cats_score.py's memorisation check compares samples with.
+
 Batches: `(uint8 images,)` from the loaders -> float images in [-1, 1] in the
 module. `predict` batches are per-image seeds (`seed + index`) for `DDPM.predict_step`.
 Reading files: datamodules/image_folder.py.
@@ -22,7 +27,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules.image_folder import checked_files, lazy_folder, load_folder, load_silhouettes
+from datamodules import cat_faces
+from datamodules.image_folder import checked_files, lazy_folder, load_folder, load_silhouettes, warn_skipped
 from datamodules.tensor_batches import TensorBatches
 from paradis.images import denormalize, normalize  # noqa: F401  (re-exported for callers of this module)
 
@@ -42,6 +48,16 @@ def crop(images: torch.Tensor, size: int, random: bool) -> torch.Tensor:
     images = images.gather(2, rows)
     cols = left[:, None, None, :].expand(n, images.shape[1], size, size)
     return images.gather(3, cols)
+
+
+def split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(held-out indices, training indices) of `n` images: `val_fraction` of them (at least one), drawn from `seed`.
+    The data modules' validation split, and what benchmarks/cats_score.py holds out for its memorisation check."""
+    n_val = max(1, round(n * val_fraction))
+    if n - n_val < 1:
+        raise ValueError(f"Only {n} image(s): too few to hold out validation images; add images.")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:n_val], order[n_val:]
 
 
 class _GeneratorData(LightningDataModule):
@@ -94,15 +110,12 @@ class _GeneratorData(LightningDataModule):
         if stage == "predict" or self.train is not None:
             return  # drawing images needs no training data
         images = self.load()
-        n_val = max(1, round(len(images) * self.val_fraction))
-        if len(images) - n_val < 1:
-            raise ValueError(f"Only {len(images)} image(s): too few to hold out validation images; add images.")
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
+        held_out, kept = split(len(images), self.val_fraction, self.seed)
         if isinstance(images, torch.Tensor):
-            self.val, self.train = images[order[:n_val]].contiguous(), images[order[n_val:]].contiguous()
+            self.val, self.train = images[held_out].contiguous(), images[kept].contiguous()
         else:
-            self.val = torch.utils.data.Subset(images, order[:n_val].tolist())
-            self.train = torch.utils.data.Subset(images, order[n_val:].tolist())
+            self.val = torch.utils.data.Subset(images, held_out.tolist())
+            self.train = torch.utils.data.Subset(images, kept.tolist())
         rank_zero_info(f"{type(self).__name__}: {len(self.train)} training and {len(self.val)} validation images")
 
     @property
@@ -172,6 +185,12 @@ class ImageFolderDataModule(_GeneratorData):
             validation the centre crop.
         max_memory_mb: hold the decoded images in memory up to this size, else read them lazily with
             `num_workers` DataLoader workers.
+        crop: how a photo becomes a training image: `center` (the shorter side resized, the centre square) or
+            `cat_face` (the square of 1.5x the cat's face box; photos without a face are not used). The faces
+            are found once, in `prepare_data`, which says how many photos have one and writes the crops'
+            contact sheet `cat_faces.png` into the run folder.
+        cache_dir: where `cat_face` keeps what it found (default `~/.cache/paradis/cat_faces`, or under
+            `$XDG_CACHE_HOME`): never in the photo folder, which may be read-only, and shared by every run.
         Other arguments (image_size, batch sizes, val_fraction, hflip, seed, ...): see `_GeneratorData`.
     """
 
@@ -182,11 +201,16 @@ class ImageFolderDataModule(_GeneratorData):
         load_size: int | None = None,
         max_memory_mb: int = 4096,
         num_workers: int = 2,
+        crop: Literal["center", "cat_face"] = "center",
+        cache_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.save_hyperparameters()  # in checkpoints: benchmarks/cats_score.py reads the crop and split from them
         if channels not in (1, 3):
             raise ValueError(f"data.channels must be 1 or 3, got {channels}.")
+        if crop not in ("center", "cat_face"):
+            raise ValueError(f"data.crop must be 'center' or 'cat_face', got '{crop}'.")
         if load_size is not None and load_size < self.image_size:
             raise ValueError(
                 f"data.load_size {load_size} is smaller than data.image_size {self.image_size}; "
@@ -194,17 +218,47 @@ class ImageFolderDataModule(_GeneratorData):
             )
         self.data_dir, self.channels, self.load_size = Path(data_dir), channels, load_size or self.image_size
         self.max_memory_mb, self.workers = max_memory_mb, num_workers
+        self.crop = crop
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else cat_faces.default_cache_dir()
+        self._faces: cat_faces.FaceIndex | None = None
+
+    def faces(self) -> cat_faces.FaceIndex:
+        """The folder's cat faces: read from the cache, else detected (and cached) here."""
+        if self._faces is None:
+            files, others = checked_files(self.data_dir)
+            self._faces, _ = cat_faces.face_index(self.data_dir, files, self.cache_dir, log=rank_zero_info)
+            warn_skipped(self.data_dir, others + [self.data_dir / name for name in self._faces.unreadable])
+        return self._faces
+
+    def prepare_data(self) -> None:
+        """`cat_face`: find the faces once (rank 0), say how many photos have one, write the contact sheet."""
+        trainer = self.trainer
+        if self.crop != "cat_face" or (trainer is not None and trainer.predicting):
+            return
+        index = self.faces()
+        rank_zero_info(index.summary())
+        if trainer is not None:
+            shown = index.files()[:1024]
+            thumbs, _ = load_folder(
+                self.data_dir, 32, self.channels, listed=(shown, []), squares=list(index.squares.values())[:1024]
+            )
+            sheet = cat_faces.contact_sheet(thumbs, Path(trainer.default_root_dir) / "cat_faces.png")
+            rank_zero_info(f"The crops ({len(thumbs):,} shown): {sheet}")
 
     def load(self):
-        listed = checked_files(self.data_dir)  # the folder is listed once
+        if self.crop == "cat_face":  # the photos with a face, each cropped to its square
+            index = self.faces()
+            listed, squares = (index.files(), []), list(index.squares.values())
+        else:
+            listed, squares = checked_files(self.data_dir), None  # the folder is listed once
         size_mb = len(listed[0]) * self.channels * self.load_size**2 / 2**20
         if size_mb <= self.max_memory_mb:
-            images, _ = load_folder(self.data_dir, self.load_size, self.channels, listed=listed)
+            images, _ = load_folder(self.data_dir, self.load_size, self.channels, listed=listed, squares=squares)
             rank_zero_info(
                 f"Loaded {len(images)} images from {self.data_dir} into memory ({images.numel() / 2**20:.0f} MB)"
             )
             return images
-        images = lazy_folder(self.data_dir, self.load_size, self.channels, listed=listed)
+        images = lazy_folder(self.data_dir, self.load_size, self.channels, listed=listed, squares=squares)
         rank_zero_info(f"{len(images)} images in {self.data_dir} (~{size_mb:.0f} MB) read lazily")
         return images
 
