@@ -12,10 +12,10 @@ import time
 import optuna
 import pytest
 from conftest import BIN, ROOT
-from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
 from apps.lab.search_space import SearchConfig
+from apps.lab.search_storage import retried_trial_number
 from apps.lab.spec import load_lab
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -84,7 +84,7 @@ def test_search_resumes_after_a_kill_without_losing_or_repeating_trials(tmp_path
     assert 4 <= len(done) <= 4 + 1  # the budget (2 workers may both start the last trial): nothing lost...
     for t in lost:
         assert after[t.number].state == TrialState.FAIL
-        retries = [r for r in after if RetryFailedTrialCallback.retried_trial_number(r) == t.number]
+        retries = [r for r in after if retried_trial_number(r) == t.number]
         assert len(retries) == 1 and retries[0] in done  # ...run again once
         # A worker may end its trial and ask the next one between our check and the kill: a trial lost before it
         # drew its parameters has none to repeat, its retry draws them.

@@ -14,10 +14,10 @@
         model.hidden_sizes: {layers: [1, 2], width: [64, 256], log: true}   # [width] * layers
 
 The study lives in `<runs-dir>/<axis>/study.db` (SQLite) or in `--storage URL` (any database Optuna's
-RDB storage takes, e.g. PostgreSQL, so workers on several machines share one study). Every worker
-(`--workers N` per machine) repeats: fail trials whose heartbeat stopped (a killed worker; their
-parameters are queued again by `RetryFailedTrialCallback`), stop when the budget is reached and no retry
-is queued, else run one trial (`study.optimize(n_trials=1)`, which keeps the trial's heartbeat). Re-running the same
+RDB storage takes, e.g. PostgreSQL, so workers on several machines share one study; see
+apps/lab/search_storage.py). Every worker (`--workers N` per machine) repeats: fail trials whose heartbeat
+stopped (a killed worker; their parameters are queued again by `RetryHeartbeatStaleTrialCallback`), stop
+when the budget is reached and no retry is queued, else run one trial (`study.optimize(n_trials=1)`, which keeps the trial's heartbeat). Re-running the same
 command after a kill continues the study; trial numbers never repeat. As with Optuna's own `n_trials`,
 workers that start their last trials at the same moment can finish up to `workers - 1` trials past the budget.
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import platform
 import time
-import warnings
 from pathlib import Path
 
 from apps.lab.search_space import SearchConfig
@@ -44,21 +43,6 @@ def default_storage(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / DB_FILE).resolve()}"
 
 
-def make_storage(url: str, heartbeat: int):
-    import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Heartbeats, stale-trial retries and the matplotlib plots are marked experimental; they are what we use.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return RDBStorage(
-        url,
-        heartbeat_interval=heartbeat,
-        grace_period=3 * heartbeat,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
-    )
-
-
 def make_sampler(config: SearchConfig, seed: int | None):
     import optuna
 
@@ -69,6 +53,8 @@ def make_sampler(config: SearchConfig, seed: int | None):
 
 def load_study(url: str, config: SearchConfig, seed: int | None, create: bool = False):
     import optuna
+
+    from apps.lab.search_storage import make_storage
 
     kwargs = dict(
         study_name=config.study_name, storage=make_storage(url, config.heartbeat), sampler=make_sampler(config, seed)
@@ -161,17 +147,16 @@ def worker(
         else warm_context(config_modules([lab]) + ["callbacks.optuna_pruning"])
     )
     objective = make_objective(lab, config, Path(out_dir), url, extra, threads, isolated, ctx)
-    import fcntl
-
     from optuna.storages import fail_stale_trials
+
+    from apps.lab.search_storage import stale_trials_guard
 
     study = load_study(url, config, None)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     while True:
-        # One local worker at a time: on SQLite, Optuna's SELECT ... FOR UPDATE locks nothing, so two workers
-        # could both fail the same stale trial and queue its retry twice (seen under load).
-        with open(Path(out_dir) / ".fail_stale.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        # On SQLite, Optuna's SELECT ... FOR UPDATE locks nothing, so two workers could both fail the same stale
+        # trial and queue its retry twice (seen under load): a file lock. PostgreSQL's row lock does it itself.
+        with stale_trials_guard(url, Path(out_dir)):
             fail_stale_trials(study)
         # A seed per worker and per trial, so workers (and a resumed study) do not replay one random sequence.
         seed = None if lab.seed is None else lab.seed * 1000 + index * 100003 + len(study.get_trials(deepcopy=False))
@@ -191,6 +176,7 @@ def run_search(lab: Lab, args, extra: list[str], threads: int, argv: list[str]) 
     import multiprocessing
 
     from apps.lab.search_report import write_search_report
+    from apps.lab.search_storage import claim_study, shown_url
 
     config = SearchConfig(lab)
     out_dir = Path(args.runs_dir) / lab.axis
@@ -198,9 +184,10 @@ def run_search(lab: Lab, args, extra: list[str], threads: int, argv: list[str]) 
     url = args.storage or default_storage(out_dir)
     budget = config.trials = args.trials or config.trials
     study = load_study(url, config, lab.seed, create=True)
+    claim_study(study, lab, config, url)
     done = finished_count(study)[0]
     print(
-        f"paradis-lab: {lab.axis}: Optuna study `{config.study_name}` in {url}: {done}/{budget} trials finished; "
+        f"paradis-lab: {lab.axis}: Optuna study `{config.study_name}` in {shown_url(url)}: {done}/{budget} trials finished; "
         f"{args.workers} worker(s) here",
         flush=True,
     )

@@ -4,25 +4,28 @@ the best trials, Optuna's optimisation history and parameter importances."""
 from __future__ import annotations
 
 import json
+import platform
 import warnings
 from pathlib import Path
 
 from apps.lab.report import write_report
 from apps.lab.search_space import SearchConfig
+from apps.lab.search_storage import retried_trial_number, shown_url
 from apps.lab.spec import Lab
 from apps.lab.table import markdown_table, summarize
 
 
 def trial_results(study) -> dict[str, list[dict]]:
     """Variant name -> [result] for every trial that ran to an end (or was lost with its worker)."""
-    from optuna.storages import RetryFailedTrialCallback
     from optuna.trial import TrialState
 
-    retried = {RetryFailedTrialCallback.retried_trial_number(t): t.number for t in study.trials}
+    retried = {retried_trial_number(t): t.number for t in study.trials}
+    here = platform.node()
     results: dict[str, list[dict]] = {}
     for trial in sorted(study.trials, key=lambda t: t.number):
         run_dir = trial.user_attrs.get("run_dir")
-        name = f"trial_{trial.number:04d}"
+        host = trial.user_attrs.get("host", here)
+        name = f"trial_{trial.number:04d}" + ("" if host == here else f" on {host}")  # another machine's trial
         if run_dir is None or trial.state in (TrialState.RUNNING, TrialState.WAITING):
             continue
         result_file = Path(run_dir) / "result.json"
@@ -104,11 +107,10 @@ def write_search_report(lab: Lab, config: SearchConfig, study, out_dir: Path, ar
     results = trial_results(study)
     rows = [summarize(name, runs) for name, runs in results.items()]
     states = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,))) for state in TrialState}
-    shown_url = url if url.startswith("sqlite") else url.split("@")[-1]  # no password in the report
     study_lines = [
         "## Study",
         "",
-        f"- Optuna study `{config.study_name}` in `{shown_url}`: budget {config.trials} finished trials; "
+        f"- Optuna study `{config.study_name}` in `{shown_url(url)}`: budget {config.trials} finished trials; "
         + ", ".join(f"{n} {s}" for s, n in states.items() if n),
         f"- Objective: best per-epoch `{config.objective}` of a trial ({config.direction}); sampler {config.sampler}, "
         f"pruner {config.pruner} (after {config.startup_trials} trials, from epoch {config.warmup_epochs + 1}); "
