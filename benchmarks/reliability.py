@@ -78,9 +78,45 @@ def parity(out: Path) -> list[str]:
     return rows
 
 
-def stopping(out: Path) -> list[str]:
-    from test_reliability import STOP_WAYS
+STOP_WAYS = [  # (way of stopping, arguments): the rows of BENCHMARKS.md's table
+    (
+        "max_epochs, validation twice an epoch",
+        ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5", "--trainer.val_check_interval", "0.5"],
+    ),
+    ("max_steps mid-epoch", ["--trainer.max_steps", "6"]),
+    (
+        "max_time mid-epoch",
+        [
+            "--trainer.max_time",
+            "00:00:00:01",
+            "--trainer.limit_train_batches",
+            "1.0",
+            "--data.train_subset",
+            "16384",
+            "--data.batch_size",
+            "4",
+        ],
+    ),
+    (
+        "early stopping",
+        [
+            "--trainer.max_epochs",
+            "5",
+            "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+            "--trainer.callbacks.monitor",
+            "val/acc",
+            "--trainer.callbacks.mode",
+            "max",
+            "--trainer.callbacks.patience",
+            "0",
+            "--trainer.callbacks.min_delta",
+            "1.0",
+        ],
+    ),
+]
 
+
+def stopping(out: Path) -> list[str]:
     from apps.cli import ParadisCLI
 
     rows = ["| stopped by | training stopped at step | last.ckpt holds step | exit code |", "|---|---|---|---|"]
@@ -102,7 +138,7 @@ def stopping(out: Path) -> list[str]:
 def kills(out: Path) -> list[str]:
     from test_kill import ARGS, kill_loop
 
-    run, steps, during_save = kill_loop(out)
+    run, steps, during_save = kill_loop(out, kills=10)
     code, _ = quiet_fit(*ARGS, "--run_dir", str(run), "--ckpt_path", "last")
     final = ckpt(run / "checkpoints" / "last.ckpt")["global_step"]
     return [

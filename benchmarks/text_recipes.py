@@ -2,8 +2,8 @@
 configs/text_lora_minilm.yaml with each recipe's overrides, one run at a time.
 
     python benchmarks/text_recipes.py list
-    python benchmarks/text_recipes.py run lora_qv_r8 all_linear_r16 full_ft [--root /work/text_recipes]
-    python benchmarks/text_recipes.py table [--root /work/text_recipes]     # the Markdown table of every result
+    python benchmarks/text_recipes.py run lora_qv_r8 all_linear_r16 full_ft [--root runs/text_recipes]
+    python benchmarks/text_recipes.py table [--root runs/text_recipes]     # the Markdown table of every result
 
 Each run is the real command in a subprocess (`paradis fit --config configs/text_lora_minilm.yaml ARGS --run_dir
 ROOT/NAME`, then `paradis test` of its best checkpoint); recorded in ROOT/NAME/result.json: test accuracy and

@@ -193,5 +193,7 @@ class RunCheckpoint(Checkpoint):
             rank_zero_warn(str(err))
 
     def write_last(self, trainer: Trainer) -> None:
-        trainer.save_checkpoint(self.last_path)
+        trainer.save_checkpoint(
+            self.last_path, weights_only=False
+        )  # the whole state (set: Lightning logs a line when unset)
         self._last_step_in_last, self._last_write = trainer.global_step, time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,18 @@ def run_paradis(
             f"paradis {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
         )
     return proc
+
+
+def require_program(name: str, install: str) -> str:
+    """The path of a program a test needs. Missing, it skips the test with the reason, except in CI (`.ci/run`
+    sets CI=true), where a missing program is a failure: what CI runs must really run."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed: run `{install}`."
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from browser import LAUNCH_ARGS, chromium
 from PIL import Image
 from text_fixtures import make_tiny_distilbert
 
@@ -31,7 +32,7 @@ from benchmarks.digits_in_the_wild import mnist_ink, write_photo
 from datamodules.digits import preprocess_digit
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+
 MNIST = [
     "--config",
     "configs/mnist.yaml",
@@ -418,50 +419,15 @@ def test_twenty_concurrent_requests_are_all_answered(runs, client, digits):
 
 
 # -- real browser --------------------------------------------------------------------------------------------------
-def ensure_chromium() -> Path:
-    """Install Debian's chromium when missing (as root, with apt); skip the browser tests when that cannot work."""
-    if not CHROMIUM.exists() and os.geteuid() == 0 and shutil.which("apt-get"):
-        for command in (
-            ["apt-get", "install", "-y", "-q", "chromium"],
-            ["apt-get", "update", "-q"],
-            ["apt-get", "install", "-y", "-q", "chromium"],
-        ):
-            subprocess.run(
-                command, capture_output=True, timeout=600, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            )
-            if CHROMIUM.exists():
-                break
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"Chromium is not installed at {CHROMIUM} and could not be installed (needs root and "
-            "`apt-get install chromium`)."
-        )
-    return CHROMIUM
-
-
 @pytest.fixture(scope="module")
 def page(runs):
     """Chromium on the app over the runs tree alone (what the README screenshots show)."""
-    chromium = ensure_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=60_000)
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(chromium),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--use-angle=swiftshader",
-                "--enable-unsafe-swiftshader",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=str(chromium()), args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(60_000)
         demo, url = launch(runs["runs"])

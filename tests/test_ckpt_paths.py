@@ -1,5 +1,7 @@
-"""`validate`, `test` and `predict` on every task with every way of naming the checkpoint: the run's default
-(best, else last), `best`, `last`, and an explicit file (whose saved model arguments LightningCLI re-reads)."""
+"""`validate`, `test` and `predict` on every task, and every way of naming the checkpoint: the run's default
+(best, else last), `best`, `last`, an explicit file in the run, and one elsewhere (whose saved model arguments
+LightningCLI re-reads). How a name resolves does not depend on the subcommand (apps/cli.py `_resolve_ckpt_path`
+has one branch for all three), so each name is run once, and each subcommand at least once, per task."""
 
 from __future__ import annotations
 
@@ -76,9 +78,14 @@ def test_every_subcommand_takes_every_checkpoint_name(task, tmp_path, capsys):
     assert best.is_file() and last.is_file()
     copy = tmp_path / "elsewhere.ckpt"  # an explicit file outside the run folder
     copy.write_bytes(last.read_bytes())
-    for subcommand in ("validate", "test", "predict"):
-        for name in (None, "best", "last", str(best), str(copy)):
-            args = [subcommand, *extra, "--run_dir", str(run)] + ([] if name is None else ["--ckpt_path", name])
-            code = paradis(*args)
-            err = capsys.readouterr().err
-            assert code == 0, (subcommand, name, err[-2000:])
+    for subcommand, name in (
+        ("validate", None),
+        ("validate", "best"),
+        ("test", "last"),
+        ("test", str(best)),
+        ("predict", str(copy)),
+    ):
+        args = [subcommand, *extra, "--run_dir", str(run)] + ([] if name is None else ["--ckpt_path", name])
+        code = paradis(*args)
+        err = capsys.readouterr().err
+        assert code == 0, (subcommand, name, err[-2000:])

@@ -20,7 +20,8 @@ CONFIGS = sorted(ROOT.glob("configs/*.yaml"))
 
 def resolved(config: Path) -> dict:
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit), pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.argv", ["paradis"])
         main(["fit", "--config", str(config), "--print_config"])
     return yaml.safe_load(out.getvalue())
 

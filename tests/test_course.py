@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from browser import LAUNCH_ARGS, ensure_chromium
+from browser import LAUNCH_ARGS, chromium
 from conftest import BIN, ROOT
 
 from apps.lab.course import collect
@@ -111,11 +111,10 @@ def test_one_more_lab_file_adds_its_axis_without_rerunning(course):
 
 
 def test_course_html_in_chromium(course, tmp_path):
-    chromium = ensure_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS)
+        browser = p.chromium.launch(executable_path=str(chromium()), args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.route(
             "**/*",

@@ -17,6 +17,8 @@ MNIST = [
     "fit",
     "--config",
     "configs/mnist.yaml",
+    "--data.download",
+    "false",
     "--data.train_subset",
     "256",
     "--data.val_size",

@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from postgres_server import start_server
 from readme_commands import (
     ROOT,
     SKIPPED,
@@ -104,6 +105,7 @@ class Workspace:
     results: dict = field(default_factory=dict)  # command name -> "ran" / "failed: ..."
     servers: list = field(default_factory=list)  # background pids
     ports: dict = field(default_factory=dict)  # README port -> real port of the app that answers it
+    postgres: object = None  # the throwaway PostgreSQL server of `--storage postgresql://...` (started on demand)
     logs: int = 0
 
     def log_file(self) -> Path:
@@ -214,6 +216,8 @@ def ws(tmp_path_factory):
     yield workspace
     for pid in list(workspace.servers):
         workspace.stop(pid)
+    if workspace.postgres is not None:
+        workspace.postgres.stop()
     server.stdin.close()
     server.wait(timeout=60)
 
@@ -327,13 +331,27 @@ def check_promises(ws: Workspace, command: Command) -> None:
 
 def run_lab(ws: Workspace, args: list[str], env: dict) -> None:
     search = any(Path(a).stem == "search" for a in args if a.endswith(".yaml"))
+    storage = option(args, "--storage") or ""
+    if storage.startswith("postgresql"):  # the README's database -> one on a throwaway server, same user and password
+        if ws.postgres is None:
+            ws.postgres = start_server(ws.cwd / ".postgres")  # a failure under CI where PostgreSQL is missing
+            if ws.postgres is None:
+                print(f"not run: PostgreSQL is not installed here: paradis-lab {shlex.join(args)}")
+                return
+            ws.postgres.database("paradis")
+        args = [ws.postgres.url("paradis", "paradis", "PASSWORD") if a == storage else a for a in args]
     full = args + TINY_LAB + (TINY_SEARCH if search else [])
     checked(*ws.run(entry("paradis-lab"), ["paradis-lab", *full], env), "paradis-lab " + shlex.join(full))
     runs_dir = ws.cwd / (option(full, "--runs-dir") or "runs/lab")
     labs = [Path(a).stem for a in args if a.endswith(".yaml")]
     for lab in labs:
         assert (runs_dir / lab / "report.md").is_file(), f"no report for {lab}"
-    if search:
+    if search and storage.startswith("postgresql"):
+        import optuna
+
+        study = optuna.load_study(study_name="search", storage=option(full, "--storage"))
+        assert sum(t.state.is_finished() for t in study.trials) >= 2, study.trials
+    elif search:
         assert (runs_dir / "search" / "study.db").is_file()
     if len(labs) > 1:
         assert (runs_dir / "course.html").is_file() and (runs_dir / "course.md").is_file()
