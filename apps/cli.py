@@ -27,7 +27,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from apps.cli_parser import ParadisParser, requested_subcommand
 from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard, check_budget_left, exit_stopped, reliability_callbacks
-from callbacks.checkpointing import AtomicCheckpointIO, CheckpointNotWritten
+from callbacks.atomic_io import AtomicCheckpointIO, CheckpointNotWritten
 from callbacks.divergence import Diverged
 from callbacks.profiler import NoProfiler
 from callbacks.speed import EpochStats

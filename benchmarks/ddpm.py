@@ -30,9 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lightning.pytorch import Callback, Trainer  # noqa: E402
 
 from callbacks.ema import EMA  # noqa: E402
-from datamodules.images import SilhouetteDataModule, load_folder, normalize  # noqa: E402
+from datamodules.image_folder import load_folder  # noqa: E402
+from datamodules.images import SilhouetteDataModule  # noqa: E402
 from datamodules.tensor_batches import TensorBatches  # noqa: E402
 from lightning_modules.ddpm import DDPM  # noqa: E402
+from paradis.images import normalize  # noqa: E402
 
 UNETS = {
     # tests/configs/ddpm_tiny.yaml

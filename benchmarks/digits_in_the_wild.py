@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datamodules.digits import center_by_mass, fit_20, preprocess_digit  # noqa: E402
-from datamodules.mnist import load_bundled  # noqa: E402
+from datamodules.mnist_sources import load_bundled  # noqa: E402
 
 
 # -- the synthetic camera --------------------------------------------------------------------------------

@@ -418,7 +418,8 @@ def section_text(ctx: dict) -> dict:
 
 
 def section_mnist(ctx: dict) -> dict:
-    from datamodules.mnist import MNISTDataModule, load_bundled
+    from datamodules.mnist import MNISTDataModule
+    from datamodules.mnist_sources import load_bundled
     from lightning_modules.mnist import MNISTClassifier
 
     device = ctx["device"]

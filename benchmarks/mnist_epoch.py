@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything  # noqa: E402
 
 from apps.cli import ParadisCLI  # noqa: E402
-from datamodules.mnist import load_bundled  # noqa: E402
+from datamodules.mnist_sources import load_bundled  # noqa: E402
 from lightning_modules.mnist import MNISTClassifier  # noqa: E402
 from paradis.runtime import prepare_process  # noqa: E402
 

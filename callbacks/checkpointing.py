@@ -29,7 +29,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
-from callbacks.atomic_io import AtomicCheckpointIO, CheckpointNotWritten  # noqa: F401 (re-exported)
+from callbacks.atomic_io import CheckpointNotWritten
 from paradis.lightning_internals import stop_like_sigterm, validation_follows
 
 

@@ -30,7 +30,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from datamodules import cat_faces
 from datamodules.image_folder import checked_files, lazy_folder, load_folder, load_silhouettes, warn_skipped
 from datamodules.tensor_batches import TensorBatches
-from paradis.images import denormalize, normalize  # noqa: F401  (re-exported for callers of this module)
+from paradis.images import normalize
 
 
 def crop(images: torch.Tensor, size: int, random: bool) -> torch.Tensor:

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
 
 from datamodules.digits import preprocess_digit
-from datamodules.mnist_sources import load_bundled, load_mnist, load_torchvision  # noqa: F401 (re-exported)
+from datamodules.mnist_sources import load_mnist, load_torchvision
 from datamodules.tensor_batches import TensorBatches
 from paradis.images import IMAGE_SUFFIXES
 

@@ -42,7 +42,6 @@ from lightning_modules.unet import (
     PredictionType,
     Sampler,
     Schedule,
-    build_pipeline,  # noqa: F401
     check_unet_shape,
     export_pipeline,
     make_scheduler,

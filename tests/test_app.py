@@ -134,7 +134,7 @@ def client(runs):
 @pytest.fixture(scope="module")
 def digits(runs) -> Path:
     """Three MNIST test digits as enlarged PNGs, and files that are not fit to classify."""
-    from datamodules.mnist import load_bundled
+    from datamodules.mnist_sources import load_bundled
 
     folder = runs["tmp"] / "digits"
     folder.mkdir()
@@ -166,7 +166,7 @@ def confidences(label: dict) -> dict[str, float]:
 
 def photographed_digit(folder: Path, index: int) -> Path:
     """A bundled MNIST test digit photographed on synthetic paper by the benchmark's camera (set a)."""
-    from datamodules.mnist import load_bundled
+    from datamodules.mnist_sources import load_bundled
 
     return write_photo(mnist_ink(load_bundled()[2][index].numpy()), np.random.default_rng(index), folder / str(index))
 

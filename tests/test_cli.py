@@ -124,7 +124,7 @@ def test_test_and_predict_use_the_run(trained, tmp_path):
     assert 0.5 < acc <= 1.0  # 8 steps of Adam already classify most digits
     digits = tmp_path / "digits"
     digits.mkdir()
-    from datamodules.mnist import load_bundled
+    from datamodules.mnist_sources import load_bundled
 
     test_images = load_bundled()[2]
     for i in range(3):

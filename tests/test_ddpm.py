@@ -15,9 +15,11 @@ from torchvision.utils import make_grid
 
 from callbacks.ema import EMA
 from callbacks.sample_grid import SampleGrid
-from datamodules.images import ImageFolderDataModule, SilhouetteDataModule, denormalize, load_folder, normalize
+from datamodules.image_folder import load_folder
+from datamodules.images import ImageFolderDataModule, SilhouetteDataModule
 from lightning_modules.ddpm import DDPM, VAL_SEED
 from lightning_modules.unet import build_pipeline, export_pipeline, make_scheduler
+from paradis.images import denormalize, normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(

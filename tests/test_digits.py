@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from benchmarks.digits_in_the_wild import mnist_ink, photograph, preprocess_digit_main
 from datamodules.digits import deskew, preprocess_digit, stroke_width
-from datamodules.mnist import load_bundled
+from datamodules.mnist_sources import load_bundled
 
 
 @pytest.fixture(scope="module")

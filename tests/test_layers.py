@@ -59,6 +59,50 @@ def test_the_checker_sees_a_wrong_import(tmp_path):
     assert project_imports(bad) == {"datamodules", "paradis"}
 
 
+def module_graph() -> dict[str, set[str]]:
+    """Project module -> the project modules it imports (anywhere in the file, also inside functions)."""
+    files = {".".join(p.relative_to(ROOT).with_suffix("").parts): p for pkg in PACKAGES for p in source_files(pkg)}
+    modules = {name.removesuffix(".__init__") for name in files}
+    graph = {}
+    for name, path in files.items():
+        name = name.removesuffix(".__init__")
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    found, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:  # depth first; an edge back to an open module is a circle
+        state[node] = "open"
+        for imported in sorted(graph.get(node, ())):
+            if state.get(imported) == "open":
+                found.append([*stack[stack.index(imported) :], imported])
+            elif imported not in state:
+                visit(imported, [*stack, imported])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_no_import_circle():
+    assert cycles(module_graph()) == []
+
+
+def test_the_checker_sees_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
 def statements(path: Path) -> int:
     return sum(isinstance(node, ast.stmt) for node in ast.walk(ast.parse(path.read_text(), str(path))))
 

@@ -15,7 +15,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from callbacks.histograms import GradientHistograms
 from callbacks.predictions import CSVPredictionWriter
 from callbacks.speed import EpochStats, batch_size_of
-from datamodules.mnist import MNISTDataModule, load_bundled, preprocess_digit
+from datamodules.digits import preprocess_digit
+from datamodules.mnist import MNISTDataModule
+from datamodules.mnist_sources import load_bundled
 from datamodules.tensor_batches import TensorBatches
 from lightning_modules.mnist import ACTIVATIONS, MNISTClassifier
 

@@ -162,7 +162,7 @@ class Workspace:
 
 def make_inputs(cwd: Path) -> None:
     """The files the README's commands read: my_digits/, digit.jpg, reviews.txt, a folder of cat photos."""
-    from datamodules.mnist import load_bundled
+    from datamodules.mnist_sources import load_bundled
 
     test_images = load_bundled()[2]
     (cwd / "my_digits").mkdir()

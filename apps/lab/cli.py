@@ -11,10 +11,9 @@ from pathlib import Path
 
 from apps.lab.report import write_report
 from apps.lab.runner import Run, default_threads, execute, plan
-from apps.lab.spec import Lab, load_lab
+from apps.lab.spec import Lab, config_modules, load_lab
 from apps.lab.table import markdown_table, summarize
 from apps.lab.worker import warm_context
-from paradis.yaml_files import read_yaml
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -54,27 +53,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}.")
     return args, extra
-
-
-def config_modules(labs: list[Lab]) -> list[str]:
-    """Modules named by `class_path` in the labs' base configs: preloaded by the warm worker."""
-    found: set[str] = set()
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            path = node.get("class_path")
-            if isinstance(path, str) and "." in path:
-                found.add(path.rsplit(".", 1)[0])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for lab in labs:
-        for config in lab.base:
-            walk(read_yaml(config))
-    return sorted(found)
 
 
 def progress(total: int):

@@ -133,8 +133,7 @@ def worker(
     import os
     import sys
 
-    from apps.lab.cli import config_modules
-    from apps.lab.spec import load_lab
+    from apps.lab.spec import config_modules, load_lab
     from apps.lab.worker import die_with_parent, warm_context
 
     die_with_parent()

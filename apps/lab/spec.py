@@ -160,3 +160,24 @@ def load_lab(path: str | Path) -> Lab:
         description=str(spec.get("description") or "").strip(),
         search=search,
     )
+
+
+def config_modules(labs: list[Lab]) -> list[str]:
+    """Modules named by `class_path` in the labs' base configs: preloaded by the warm worker."""
+    found: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            path = node.get("class_path")
+            if isinstance(path, str) and "." in path:
+                found.add(path.rsplit(".", 1)[0])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for lab in labs:
+        for config in lab.base:
+            walk(read_yaml(config))
+    return sorted(found)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from apps.app.models import load_module  # noqa: E402
 from benchmarks.digits_in_the_wild import mnist_ink, photograph, preprocess_digit_main  # noqa: E402
 from datamodules.digits import preprocess_digit  # noqa: E402
-from datamodules.mnist import load_bundled  # noqa: E402
+from datamodules.mnist_sources import load_bundled  # noqa: E402
 
 INDICES = (0, 11, 61, 84)  # test digits 7, 6, 8, 8
 

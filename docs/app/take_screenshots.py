@@ -19,7 +19,7 @@ from playwright.sync_api import expect, sync_playwright
 from apps.app.discovery import discover
 from apps.app.main import build_app
 from benchmarks.digits_in_the_wild import mnist_ink, write_photo
-from datamodules.mnist import load_bundled
+from datamodules.mnist_sources import load_bundled
 
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])
 found = discover(runs)
