@@ -27,6 +27,7 @@ PYTHON_LANGS = {"python", "py", "python3"}
 SKIPPED = {
     "make install": "installs the virtual environment these tests run in (`make test` runs it first)",
     "make test": "runs this test suite: it would run itself",
+    "make test-quick": "runs part of this test suite: it would run itself",
     "make gpu-check OUT=gpu_check PHOTOS=~/photos/cats": "needs a CUDA GPU (benchmarks/gpu_check.py; tests/test_gpu_check.py covers what runs on a CPU)",
     "paradis fit --config configs/mnist.yaml --trainer.precision 16-mixed": "16-mixed needs a GPU (Lightning refuses it on CPU)",
     "torchrun --nnodes 2 --nproc_per_node 4 --node_rank 0 --master_addr $MASTER --master_port 29500 -m apps.cli fit "
