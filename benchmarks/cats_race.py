@@ -1,13 +1,17 @@
-"""Recipes for cats at 32 px on CPU, raced at equal CPU budgets (issue 19).
+"""Recipes for cats at 32 px on CPU, raced at equal CPU budgets (issue 19; on the cats' faces: issue 33).
 
     python benchmarks/cats_race.py run base --minutes 15                 # train recipe `base` to 15 CPU-minutes
     python benchmarks/cats_race.py run base --minutes 30                 # continue it (exactly) to 30
     python benchmarks/cats_race.py run epsilon --minutes 15 --steps 572   # base's step count at its 15-minute mark
     python benchmarks/cats_race.py list                                  # the recipes
+    python benchmarks/cats_race.py run c24minsnr5 --minutes 15 --config configs/ddpm_catfaces32_cpu.yaml \
+        --root runs/race_faces                                           # a race on the face crops (issue 33)
     python benchmarks/cats_race.py montage OUT.png base=GRID.png epsilon=GRID.png --rows 2   # grids' top rows, labelled
 
-Every recipe is configs/ddpm_cats32_cpu.yaml with a few changes (RECIPES), trained on `--photos` (default
-../shared/data/cats128) in `--root/<recipe>/` by `paradis fit` itself, with:
+Every recipe is `--config` (default configs/ddpm_cats32_cpu.yaml, the whole photos; configs/ddpm_catfaces32_cpu.yaml
+races on the cats' face crops, its `data.crop`) with a few changes (RECIPES), trained on `--photos` (default
+../shared/data/cats128) in `--root/<recipe>/` by `paradis fit` itself (race.json names the config; a run is continued
+only with the config it started with), with:
   * one thread (OMP_NUM_THREADS=1 and torch.set_num_threads(1)): the budget is process CPU time spent in
     training (`time.process_time` from the start of training, summed over continuations), so runs compare on
     a shared machine and an idle 2-core machine gives at least this much in as many wall minutes;
@@ -16,7 +20,7 @@ Every recipe is configs/ddpm_cats32_cpu.yaml with a few changes (RECIPES), train
   * the stop at the first epoch end past the budget (`CPUBudget`), so `--ckpt_path last` continues exactly;
     each stop's checkpoint is copied to `mark_<minutes>.ckpt` and its grid to `grid_<minutes>.png`, and
     `race.json` records CPU seconds, steps and images seen per mark.
-Scores (KID/FID of each mark against the photos): benchmarks/cats_score.py.
+Scores (KID/FID of each mark against the photos, or the crops for a face run): benchmarks/cats_score.py.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from lightning.pytorch import Callback  # noqa: E402
 from apps.cli import ParadisCLI  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "data" / "cats128"
+CONFIG = ROOT / "configs" / "ddpm_cats32_cpu.yaml"
 
 
 def ema_decay(decay: float):
@@ -51,7 +56,8 @@ def ema_decay(decay: float):
     return edit
 
 
-# name -> changes to configs/ddpm_cats32_cpu.yaml: {"section.key": value} or a function of the config dict
+# name -> changes to the --config: {"section.key": value} (model/data: init_args; trainer: the trainer section; the
+# harness's own trainer settings in recipe_config come first) or a function of the config dict
 RECIPES: dict[str, dict] = {
     "base": {},  # v-prediction, cosine betas, lr 2e-3, batch 64
     "epsilon": {"model.prediction_type": "epsilon"},
@@ -62,11 +68,14 @@ RECIPES: dict[str, dict] = {
     "ema0.999": {"ema": ema_decay(0.999)},
     "deep2": {"model.num_res_blocks": 2},  # 2 ResNet blocks per level (~1.7x a step)
     "wide48": {"model.model_channels": 48, "model.attention_head_dim": 48},
+    # issue 33, on the faces: a narrower U-Net (24 ch x [1, 2, 3, 4], ~2.0M parameters; the cost sits in the
+    # 32 px and 16 px levels, which scale with the width squared) for more images per CPU second, + Min-SNR-5
+    "c24minsnr5": {"model.model_channels": 24, "model.attention_head_dim": 24, "model.snr_gamma": 5.0},
 }
 
 
-def recipe_config(name: str) -> dict:
-    config = yaml.safe_load((ROOT / "configs" / "ddpm_cats32_cpu.yaml").read_text())
+def recipe_config(name: str, base: Path = CONFIG) -> dict:
+    config = yaml.safe_load(Path(base).read_text())
     config["trainer"].update(max_epochs=-1, max_time=None, check_val_every_n_epoch=5)
     for callback in config["trainer"]["callbacks"]:
         if callback["class_path"].endswith("SampleGrid"):
@@ -76,8 +85,14 @@ def recipe_config(name: str) -> dict:
             value(config)
             continue
         section, field = key.split(".")
-        config[section]["init_args"][field] = value
+        (config[section] if section == "trainer" else config[section]["init_args"])[field] = value
     return config
+
+
+def config_name(path) -> str:
+    """The config's path relative to the repository (as given, when outside it): how race.json names it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 class CPUBudget(Callback):
@@ -117,16 +132,21 @@ def run(args) -> None:
         if log_path.exists()
         else {
             "recipe": args.recipe,
+            "config": config_name(args.config),
             "changes": {k: (v if not callable(v) else v.__qualname__) for k, v in RECIPES[args.recipe].items()},
             "marks": [],
         }
     )
+    if log.get("config", config_name(CONFIG)) != config_name(args.config):
+        raise SystemExit(
+            f"{folder} was trained from {log.get('config', config_name(CONFIG))}; pass that --config or another --root"
+        )
     spent = log["marks"][-1]["cpu_s"] if log["marks"] else 0.0
     if spent >= args.minutes * 60:
         print(f"{args.recipe} already has {spent / 60:.1f} CPU minutes")
         return
     config_path = folder / "recipe.yaml"
-    config_path.write_text(yaml.safe_dump(recipe_config(args.recipe)))
+    config_path.write_text(yaml.safe_dump(recipe_config(args.recipe, args.config)))
     RaceCLI.budget = CPUBudget(args.minutes * 60, spent, args.steps)
     cmd = [
         "fit",
@@ -201,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     run_parser.add_argument("--photos", default=str(PHOTOS))
     run_parser.add_argument("--root", default=str(ROOT.parent / "race"))
+    run_parser.add_argument(
+        "--config", default=str(CONFIG), help="the config the recipes change (default: %(default)s)"
+    )
     sub.add_parser("list")
     montage_parser = sub.add_parser("montage")
     montage_parser.add_argument("out")
