@@ -31,9 +31,10 @@ demo: install
 install-browser:
 	command -v chromium > /dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-# The whole suite, two workers (one test file per worker at a time).
+# The whole suite. (Two pytest-xdist workers, `-n 2 --dist loadfile` with OMP_NUM_THREADS=1, measured 934 s on a
+# fresh clone of this 2-core machine: no faster than one process; see BENCHMARKS.md "Test suite".)
 test: install
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q tests
 
 # The edit loop (< 1 min): units, configs, the code's shape, the error sentences.
 QUICK := tests/test_layers.py tests/test_surface.py tests/test_configs.py tests/test_errors.py tests/test_bundled.py
