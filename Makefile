@@ -31,8 +31,8 @@ demo: install
 install-browser:
 	command -v chromium > /dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-# The whole suite. (Two pytest-xdist workers, `-n 2 --dist loadfile` with OMP_NUM_THREADS=1, measured 934 s on a
-# fresh clone of this 2-core machine: no faster than one process; see BENCHMARKS.md "Test suite".)
+# The whole suite, in one process. Two pytest-xdist workers were faster (934 s against 1,438 s on a fresh clone)
+# but once read an option differently depending on the tests before it: see BENCHMARKS.md "Test suite".
 test: install
 	$(BIN)/python -m pytest -q tests
 
