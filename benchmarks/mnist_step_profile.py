@@ -1,7 +1,7 @@
 """Where a Lightning training step's time goes: steady-state CPU ms per step, 784-128-10 MLP, batch 64.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mnist_step_profile.py plain bare paradis [--steps 700]
-    .venv/bin/python benchmarks/mnist_step_profile.py paradis --profile /tmp/steady.prof   # cProfile of the steady state
+    .venv/bin/python benchmarks/mnist_step_profile.py paradis --profile runs/steady.prof   # cProfile of the steady state
 
 plain:   the PyTorch loop of benchmarks/mnist_epoch.py (b);
 bare:    Lightning Trainer with no logger, no checkpointing, no callbacks;
