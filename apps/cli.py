@@ -157,6 +157,20 @@ class ParadisCLI(CheckpointArgumentsCLI):
     # Targets of links computed from the data module when the model is built: a checkpoint's saved value is stale
     # or, for a model without that argument, not an argument at all.
     LINKED_FROM_DATA = ("class_names",)
+    # Arguments a model no longer takes that its older checkpoints still hold, dropped in this one place: this parse
+    # is the one reader that would refuse them (Lightning's `load_from_checkpoint` and `module_from_checkpoint`, for
+    # the app and the exporters, pass a class only the arguments it takes). DDPM's six speed switches moved to the
+    # `callbacks.cuda_speed.CudaSpeed` callback (issue 29): how fast a machine ran a model is no part of the model.
+    RETIRED = {
+        "lightning_modules.ddpm.DDPM": (
+            "tf32",
+            "cudnn_benchmark",
+            "channels_last",
+            "fused_adamw",
+            "compile",
+            "gradient_checkpointing",
+        ),
+    }
 
     def peek(self, ckpt_path: str) -> dict:
         """The checkpoint, memory-mapped: the argument, class and budget checks share this one peek."""
@@ -176,7 +190,7 @@ class ParadisCLI(CheckpointArgumentsCLI):
         class_path = hparams.pop("_class_path", None)
         if class_path is None:  # not written by LightningCLI: the config's model stands
             return
-        for name in ("_instantiator", *self.LINKED_FROM_DATA):
+        for name in ("_instantiator", *self.LINKED_FROM_DATA, *self.RETIRED.get(class_path, ())):
             hparams.pop(name, None)
         model = {"class_path": class_path, "init_args": hparams}
         self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)

@@ -21,7 +21,7 @@ TensorBoard events and EMA samples (`cats64_*`). Sections (`--sections` picks so
             PyTorch + diffusers loop on the same U-Net and data; the same with gradient checkpointing
             (does it fit an 8 GB card?); the EMA update's cost next to a step.
   sampling  DDIM 50 steps against DDPM 1000 steps for 16 images (seed U-Net, random weights: speed only).
-  compile   `--model.compile true`: compile time and images/s against eager (a 32 px U-Net).
+  compile   `CudaSpeed(compile=True)`: compile time and images/s against eager (a 32 px U-Net).
   train64   configs/ddpm_catfaces64.yaml (the photos' cat faces) on the folder `--photos` for the rest of
             `--budget-seconds`, then `--samples` EMA samples as uint8 arrays (gpu_cats64.py; skipped
             without --photos; a dry run uses copies of the bundled test photo of a cat, tests/data/cat_faces).
@@ -67,6 +67,7 @@ from lightning.pytorch import Trainer, seed_everything  # noqa: E402
 
 from benchmarks.clock import Clock, sync  # noqa: E402
 from benchmarks.gpu_cats64 import section_ddpm64, section_guard16, section_train64  # noqa: E402
+from callbacks.cuda_speed import CudaSpeed  # noqa: E402
 
 SECTIONS = ("disk", "tasks", "ddpm64", "guard16", "text", "mnist", "ddpm", "sampling", "compile", "train64")
 GIB = 2**30
@@ -171,7 +172,10 @@ def section_tasks(ctx: dict) -> dict:
             clock = Clock(0, device)
             try:
                 module, data = make()
-                quick_trainer(device, precision, steps, [clock], gradient_clip_val=1.0).fit(module, datamodule=data)
+                speed = [CudaSpeed()] if name == "ddpm" else []  # as configs/ddpm*.yaml list it
+                quick_trainer(device, precision, steps, [clock, *speed], gradient_clip_val=1.0).fit(
+                    module, datamodule=data
+                )
                 finite = bool(clock.losses) and all(np.isfinite(clock.losses))
                 results[f"{name} / {precision}"] = {
                     "ok": finite,
@@ -200,13 +204,14 @@ def ddpm_lightning(ctx: dict, precision: str, checkpointing: bool, batch: int, s
 
     device, unet = ctx["device"], seed_unet_args(ctx)
     seed_everything(0, verbose=False)
-    module = DDPM(**{**unet, "gradient_checkpointing": checkpointing, "export_on_fit_end": False, "warmup_steps": 10})
+    module = DDPM(**{**unet, "export_on_fit_end": False, "warmup_steps": 10})
     data = ImageFolderDataModule(
         data_dir=str(ctx["noise_photos"]), image_size=unet["sample_size"], batch_size=batch, val_fraction=0.1
     )
     clock = Clock(warmup, device)
     reset_peak(device)
-    quick_trainer(device, precision, warmup + steps, [clock], gradient_clip_val=1.0).fit(module, datamodule=data)
+    speed = CudaSpeed(gradient_checkpointing=checkpointing)
+    quick_trainer(device, precision, warmup + steps, [clock, speed], gradient_clip_val=1.0).fit(module, datamodule=data)
     return {"images_per_s": round(clock.rate, 2), "peak_gib": peak_gib(device)}
 
 
@@ -455,7 +460,7 @@ def section_mnist(ctx: dict) -> dict:
 
 
 def section_compile(ctx: dict) -> dict:
-    """`--model.compile true` on CUDA: a 32 px DDPM in bf16-mixed, compile time (the first steps) and steady
+    """`CudaSpeed(compile=True)` on CUDA: a 32 px DDPM in bf16-mixed, compile time (the first steps) and steady
     images/s against the same module in eager mode."""
     if ctx["dry"]:
         return {"skipped": "CPU dry run (inductor needs minutes on 2 cores)"}
@@ -472,13 +477,15 @@ def section_compile(ctx: dict) -> dict:
             channel_mult=(1, 2, 2),
             attention_resolutions=(8,),
             attention_head_dim=32,
-            compile=compiled,
             export_on_fit_end=False,
         )
         data = ImageFolderDataModule(data_dir=str(ctx["noise_photos"]), image_size=32, batch_size=128, val_fraction=0.1)
         clock = Clock(10, ctx["device"])
         start = time.perf_counter()
-        quick_trainer(ctx["device"], "bf16-mixed", 40, [clock], gradient_clip_val=1.0).fit(module, datamodule=data)
+        speed = CudaSpeed(compile=compiled)
+        quick_trainer(ctx["device"], "bf16-mixed", 40, [clock, speed], gradient_clip_val=1.0).fit(
+            module, datamodule=data
+        )
         name = "compiled" if compiled else "eager"
         results[f"{name} images/s"] = round(clock.rate, 1)
         results[f"{name} first 10 steps (s)"] = round(clock.start - start, 1)
@@ -565,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         else f"CPU dry run ({platform.processor() or platform.machine()})"
     )
     if device == "cuda":
-        torch.set_float32_matmul_precision("high")  # what the modules' tf32 default does, for the bare loops too
+        torch.set_float32_matmul_precision("high")  # what CudaSpeed's tf32 default does, for the bare loops too
         torch.backends.cudnn.benchmark = True
     import diffusers
     import lightning

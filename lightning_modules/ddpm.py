@@ -18,9 +18,10 @@ grid and the exported pipeline use them) and saves them as the checkpoint's
 loads a checkpoint's `state_dict` (`predict`, the app, `apps.export_ddpm`) gets
 EMA weights.
 
-GPU settings (lightning_modules/gpu.py, applied in `setup`), each a flag here, ignored on CPU:
-TF32 + cudnn.benchmark, channels-last, fused AdamW (on by default), and
-`compile` / `gradient_checkpointing` (off by default).
+Speed settings (TF32, cudnn.benchmark, channels-last, fused AdamW, `torch.compile`, gradient checkpointing)
+are not arguments here: they change how fast a machine runs the model, not what it is, so the
+`callbacks.cuda_speed.CudaSpeed` callback in the config applies them (it calls `speed_up`) and checkpoints
+do not carry them.
 """
 
 from __future__ import annotations
@@ -68,9 +69,6 @@ class DDPM(TaskModule):
             when the run length is unknown).
         sample_steps, sampler, eta: defaults of `sample()` (predict, the app): ddim or ddpm; eta is DDIM's noise.
         export_on_fit_end: write `<run folder>/pipeline/` (a diffusers DDPMPipeline) when fit ends.
-        tf32, cudnn_benchmark, channels_last, fused_adamw: CUDA speed settings (on; no effect on CPU).
-        compile: `torch.compile` the U-Net (falls back to eager with one line when it cannot compile).
-        gradient_checkpointing: recompute U-Net activations in backward (less memory, more time; `make gpu-check` measures both).
     """
 
     monitor = "val/loss"
@@ -97,12 +95,6 @@ class DDPM(TaskModule):
         sampler: Sampler = "ddim",
         eta: float = 0.0,
         export_on_fit_end: bool = True,
-        tf32: bool = True,
-        cudnn_benchmark: bool = True,
-        channels_last: bool = True,
-        fused_adamw: bool = True,
-        compile: bool = False,
-        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         check_choice("sampler (model.sampler)", sampler, SAMPLERS)
@@ -135,18 +127,30 @@ class DDPM(TaskModule):
             attention_head_dim,
         )
         self.noise_scheduler = make_scheduler(schedule, num_train_timesteps, prediction_type)
+        # set by `speed_up` (the CudaSpeed callback); plain attributes, so never in state_dict or hyperparameters
         self._channels_last = False
-        self._compiled: gpu.Compiled | None = None  # a plain attribute: not in state_dict or copies' modules
+        self._fused_adamw = False
+        self._compiled: gpu.Compiled | None = None
 
-    def setup(self, stage: str) -> None:
-        """GPU settings, once the device is known (runs after the callbacks' setup, so the EMA callback has
-        copied the plain module; its average keeps the default memory format, which only costs speed)."""
-        hp, device = self.hparams, self.trainer.strategy.root_device
-        gpu.cuda_settings(device, tf32=hp.tf32, cudnn_benchmark=hp.cudnn_benchmark)
-        self._channels_last = gpu.channels_last(self.unet, device, hp.channels_last)
-        if hp.gradient_checkpointing:
+    def speed_up(
+        self,
+        channels_last: bool = False,
+        fused_adamw: bool = False,
+        compile: bool = False,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        """Run faster without changing the model; `callbacks.cuda_speed.CudaSpeed` calls this in its `setup` (the
+        first two only on CUDA). `channels_last`: NHWC U-Net weights and inputs (what tensor-core convolutions
+        want); `fused_adamw`: one AdamW kernel per step, where Lightning allows it (`gpu.fused_allowed`);
+        `compile`: `torch.compile` the U-Net (eager, with one line, where it cannot compile);
+        `gradient_checkpointing`: recompute U-Net activations in backward (less memory, more time)."""
+        if channels_last:
+            self.unet.to(memory_format=torch.channels_last)
+        self._channels_last = channels_last
+        self._fused_adamw = fused_adamw
+        if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
-        if hp.compile and self._compiled is None:
+        if compile and self._compiled is None:
             self._compiled = gpu.Compiled(self.unet)
 
     # -- training ---------------------------------------------------------------------------------
@@ -214,7 +218,8 @@ class DDPM(TaskModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        fused = hp.fused_adamw and gpu.fused_allowed(self.attached_trainer)  # not with clipping under mixed precision
+        # not with clipping under mixed precision
+        fused = self._fused_adamw and gpu.fused_allowed(self.attached_trainer)
         optimizer = gpu.adamw(decay_param_groups(self.unet, hp.weight_decay), hp.lr, self.device, fused=fused)
         total = self.trainer.estimated_stepping_batches if self.attached_trainer is not None else math.inf
         if math.isfinite(total) and total > hp.warmup_steps:

@@ -1,15 +1,13 @@
-"""GPU settings any task's module can switch on (each one a config flag of the module; all are no-ops on CPU).
+"""GPU helpers a task's module uses for the speed settings `callbacks.cuda_speed.CudaSpeed` asks it for
+(the callback sets the process-wide TF32 / cuDNN flags itself and calls the module's `speed_up`):
 
-    cuda_settings(device, tf32=True, cudnn_benchmark=True)   TF32 matmuls/convolutions, cuDNN autotuning
-    channels_last(module, device)                            NHWC weights for convolution nets on CUDA
-    adamw(params, lr, device, fused=True)                    fused AdamW on CUDA (one kernel for all params)
-    Compiled(module)                                         torch.compile with a one-line fallback to eager
+    adamw(params, lr, device, fused=True)    fused AdamW on CUDA (one kernel for all params)
+    fused_allowed(trainer)                   False where Lightning would refuse a fused optimizer
+    Compiled(module)                         torch.compile with a one-line fallback to eager
 
-Use from a LightningModule: `cuda_settings` + `channels_last` in `setup` (the device is known, and it runs
-after the callbacks' `setup`, so a weight-averaging callback has already copied the module), `adamw` in
-`configure_optimizers`, `Compiled(self.net)` in `setup` and call it in `forward` (see `lightning_modules/ddpm.py`).
-Lightning already copies batches with `non_blocking=True` to CUDA; a DataLoader needs `pin_memory=True`
-for those copies to overlap.
+Use from a LightningModule: `adamw` in `configure_optimizers`, `Compiled(self.net)` in `speed_up` and call it
+in `forward` (see `lightning_modules/ddpm.py`). Lightning already copies batches with `non_blocking=True` to
+CUDA; a DataLoader needs `pin_memory=True` for those copies to overlap.
 """
 
 from __future__ import annotations
@@ -23,25 +21,6 @@ from lightning.pytorch.utilities import rank_zero_info
 
 def is_cuda(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda"
-
-
-def cuda_settings(device: torch.device | str, tf32: bool = True, cudnn_benchmark: bool = True) -> None:
-    """On CUDA: TF32 for float32 matmuls/convolutions (`high` precision: ~3x faster on Ampere+, 10-bit
-    mantissa inputs, fp32 accumulation) and cuDNN autotuning for fixed input shapes. Nothing on CPU."""
-    if not is_cuda(device):
-        return
-    torch.set_float32_matmul_precision("high" if tf32 else "highest")
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cudnn.benchmark = cudnn_benchmark
-
-
-def channels_last(module: torch.nn.Module, device: torch.device | str, enabled: bool = True) -> bool:
-    """Convert `module`'s 4-D weights to channels-last (NHWC) on CUDA, where tensor-core convolutions want
-    it; inputs should follow (`x.contiguous(memory_format=torch.channels_last)`). True when converted."""
-    if not (enabled and is_cuda(device)):
-        return False
-    module.to(memory_format=torch.channels_last)
-    return True
 
 
 def adamw(
@@ -86,7 +65,7 @@ class Compiled:
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             rank_zero_info(
                 f"torch.compile could not compile {type(self.module).__name__} ({reason}); "
-                "running eagerly instead (set --model.compile false to skip the attempt)."
+                "running eagerly instead (CudaSpeed's compile: false skips the attempt)."
             )
             self.compiled = None
             return self.module(*args, **kwargs)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 from torchvision.utils import make_grid
 
+from callbacks.cuda_speed import CudaSpeed
 from callbacks.ema import EMA
 from callbacks.sample_grid import SampleGrid
 from datamodules.image_folder import load_folder
@@ -359,6 +362,28 @@ def test_paradis_fit_then_predict(tmp_path, paradis, monkeypatch):
 
     assert load_ddpm(run / "checkpoints" / "best.ckpt").hparams.sample_size == 32
 
+    # A checkpoint written while the six speed switches were DDPM arguments (before issue 29 moved them to
+    # CudaSpeed) holds them in `hyper_parameters`: Lightning's loader, the exporter's and the app's
+    # (`module_from_checkpoint`) and `paradis predict --ckpt_path` still load it, and none keeps them.
+    old = tmp_path / "before_cuda_speed.ckpt"
+    checkpoint = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"].update(OLD_SPEED_SWITCHES)
+    torch.save(checkpoint, old)
+    for module in (DDPM.load_from_checkpoint(old, map_location="cpu"), load_ddpm(old)):
+        assert module.hparams.sample_size == 32 and not OLD_SPEED_SWITCHES.keys() & module.hparams.keys()
+        assert same_weights(module.state_dict(), checkpoint["state_dict"])
+    shutil.rmtree(run / "predictions")
+    proc = paradis(
+        "predict", "--config", config, "--run_dir", str(run), "--ckpt_path", str(old), "--data.num_samples", "2"
+    )
+    written = sorted(p.name for p in (run / "predictions").iterdir())
+    assert written == ["grid.png", "sample_0000.png", "sample_0001.png"], proc.stderr[-2000:]
+
+
+OLD_SPEED_SWITCHES = dict(
+    tf32=True, cudnn_benchmark=True, channels_last=True, fused_adamw=True, compile=False, gradient_checkpointing=False
+)
+
 
 # -- FID / KID -------------------------------------------------------------------------------------
 class TinyFeatures(torch.nn.Module):
@@ -381,10 +406,11 @@ def test_fid_kid_logged_with_a_substitute_feature_extractor(tmp_path):
     features = TinyFeatures()
     fid = FID(every_n_epochs=1, max_images=16, steps=2, batch_size=8, feature=features, kid_subset_size=8)
     data = SilhouetteDataModule(batch_size=16, eval_batch_size=16)
-    fit = trainer(tmp_path, [fid], max_epochs=1)
-    module = tiny(gradient_checkpointing=True)  # switched on in setup; the run is otherwise the same
+    flags = cuda_flags()
+    fit = trainer(tmp_path, [fid, CudaSpeed(gradient_checkpointing=True)], max_epochs=1)  # on any device
+    module = tiny()  # gradient checkpointing switched on by the callback's setup; the run is otherwise the same
     fit.fit(module, data)
-    assert module.unet.is_gradient_checkpointing
+    assert module.unet.is_gradient_checkpointing and cuda_flags() == flags
     metrics = fit.callback_metrics
     assert {"val/fid", "val/kid"} <= metrics.keys() and fid.available is True
     assert float(metrics["val/fid"]) == pytest.approx(fid.last["val/fid"]) and fid.last["val/fid"] > 0
@@ -534,14 +560,61 @@ def test_compile_falls_back_to_eager_in_one_line(caplog):
     assert torch.equal(compiled(x), net(x))
 
 
-def test_gpu_settings_are_cpu_no_ops():
+def cuda_flags() -> tuple[str, bool, bool]:
+    """The process-wide flags CudaSpeed sets on CUDA."""
+    return torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
+
+
+def on(device: str) -> SimpleNamespace:
+    """A trainer as CudaSpeed sees one: the device the run is on (so the CUDA path runs on CPU too)."""
+    return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
+
+
+def test_cuda_speed_is_a_cpu_no_op():
+    flags, module, speed = cuda_flags(), tiny(), CudaSpeed()
+    speed.setup(on("cpu"), module, "fit")
+    assert cuda_flags() == flags
+    assert not module._channels_last and all(p.is_contiguous() for p in module.unet.parameters())
+    assert not module.configure_optimizers()["optimizer"].defaults.get("fused")
+    speed.teardown(on("cpu"), module, "fit")
+    assert cuda_flags() == flags
+    assert not {"tf32", "channels_last", "fused_adamw", "compile"} & module.hparams.keys()
+
+
+@pytest.mark.parametrize("end", ["teardown", "on_exception"])
+def test_cuda_speed_on_cuda_puts_the_process_flags_back_when_the_run_ends(end):
+    """Process-wide TF32 and cuDNN autotuning during the run, channels-last weights and fused AdamW asked of the
+    module; the flags as they were after `teardown` (or `on_exception`, where Lightning calls no teardown)."""
+    saved = cuda_flags()
+    torch.set_float32_matmul_precision("medium")
+    torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = False, False
+    try:
+        module, speed = tiny(), CudaSpeed()
+        speed.setup(on("cuda"), module, "fit")
+        assert cuda_flags() == ("high", True, True)
+        assert module._channels_last and module._fused_adamw and module._compiled is None
+        conv = module.unet.conv_out.weight  # (1, 16, 3, 3): NHWC strides differ from NCHW ones
+        assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+        getattr(speed, end)(on("cuda"), module, "fit" if end == "teardown" else RuntimeError("stopped"))
+        assert cuda_flags() == ("medium", False, False)
+        speed.teardown(on("cuda"), module, "fit")  # nothing left to put back
+        assert cuda_flags() == ("medium", False, False)
+        CudaSpeed(tf32=False, cudnn_benchmark=False).setup(on("cuda"), tiny(), "fit")
+        assert cuda_flags() == ("highest", False, False)
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved[1:]
+
+
+def test_cuda_speed_refuses_a_model_without_speed_up_in_one_sentence():
+    with pytest.raises(TypeError, match=r"^CudaSpeed needs a model with a speed_up\(\.\.\.\) method") as error:
+        CudaSpeed().setup(on("cpu"), LightningModule(), "fit")
+    assert "\n" not in str(error.value)
+
+
+def test_gpu_helpers_are_cpu_no_ops():
     from lightning_modules import gpu
 
-    precision = torch.get_float32_matmul_precision()
-    gpu.cuda_settings("cpu")
-    assert torch.get_float32_matmul_precision() == precision
     module = tiny()
-    assert gpu.channels_last(module.unet, "cpu") is False
-    assert next(module.unet.parameters()).is_contiguous()
     optimizer = gpu.adamw(module.parameters(), 1e-3, "cpu")
     assert not optimizer.defaults.get("fused")
