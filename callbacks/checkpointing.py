@@ -8,9 +8,15 @@ at the next batch boundary) unless `save_on_exception`, which may save mid-step,
     and `every_n_minutes` of training (`callbacks.resume.ExactResume` makes mid-epoch states resumable), when
     training ends, and on an exception, unless it holds this step already; never inside an optimizer step or a
     validation (EMA weights swapped in): no run can continue from there;
-  * holds SIGTERM and the first Ctrl-C until the current batch ends (every rank agreeing), saves there (or after
-    the validation or epoch end that follows), then lets Lightning's own SIGTERM stop end the run; a second
-    Ctrl-C stops at once;
+  * holds SIGTERM and the first Ctrl-C until the end of the next training batch that takes an optimizer step
+    (every rank agreeing) and saves there; the stop is then pending, and the first of this callback's hooks that
+    fires next acts on it: it raises Lightning's public `SIGTERMException` (what Lightning's own SIGTERM stop
+    raises: `on_exception`, no end-of-training hooks), saving first where the state changed since. That hook is
+    the end of a validation that follows the batch in the middle of an epoch (saved), else the next batch's
+    start; after an epoch's last batch, the epoch end runs its hooks and logs its metrics first (saved there),
+    and the next epoch's start or, when that epoch was the last, `on_train_end` stops (the exit code still says
+    "stopped"). So no hook predicts whether a validation follows, and the saved state is one Lightning resumes
+    exactly. A second Ctrl-C or SIGTERM stops at once;
   * keeps the mid-epoch state of a stop in the middle of an epoch (max_steps, max_time, early stopping): once
     the loops mark the epoch complete, a resume would skip the rest of it.
 Checkpoints are written by `callbacks.atomic_io.AtomicCheckpointIO` (atomic, never with non-finite weights).
@@ -18,7 +24,6 @@ Checkpoints are written by `callbacks.atomic_io.AtomicCheckpointIO` (atomic, nev
 
 from __future__ import annotations
 
-import functools
 import signal
 import threading
 import time
@@ -28,9 +33,9 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from callbacks.atomic_io import CheckpointNotWritten
-from paradis.lightning_internals import stop_like_sigterm, validation_follows
 
 
 class RunCheckpoint(Checkpoint):
@@ -50,7 +55,7 @@ class RunCheckpoint(Checkpoint):
         self._step_at_batch_start = -1
         self._unsafe = False  # between an optimizer step and the end of its batch
         self.stop_reason: str | None = None  # "Ctrl-C" or "SIGTERM" once the run was asked to stop by one
-        self._stop_after: str | None = None  # "batch", "validation" or "epoch": where a requested stop happens
+        self._stop_pending = False  # last.ckpt holds the stop's batch: the next boundary ends fit (see the module)
         self._previous_handlers: dict = {}
         self._training = False  # between on_train_start and on_train_end
         self._kept_step: int | None = None  # a stop in the middle of an epoch: last.ckpt is final for this step
@@ -58,27 +63,35 @@ class RunCheckpoint(Checkpoint):
         self._held_stop = False  # a stop asked for during gradient accumulation, waiting for its step
         self.started = False  # training began (the run folder now holds this run's files)
 
-    # -- SIGTERM and Ctrl-C: save at the next batch end, then Lightning's own stop --------------------------
+    # -- SIGTERM and Ctrl-C: save at the next step's batch end, stop at the boundary after it -----------------
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_write = time.monotonic()
-        self.stop_reason, self._training, self.started = None, True, True
+        self.stop_reason, self._stop_pending, self._training, self.started = None, False, True, True
         if threading.current_thread() is threading.main_thread():
-            handler = functools.partial(self._on_signal, trainer)
-            self._previous_handlers = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+            signums = (signal.SIGINT, signal.SIGTERM)
+            self._previous_handlers = {s: signal.signal(s, self._on_signal) for s in signums}
 
-    def _on_signal(self, trainer: Trainer, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: Any) -> None:
         if self.stop_reason is None:  # stop after the current training batch (see on_train_batch_end)
             self.stop_reason = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         elif signum == signal.SIGINT:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
-        else:  # a second SIGTERM: Lightning's stop, at the next batch boundary, even inside validation
-            stop_like_sigterm(trainer)
+        else:  # a second SIGTERM: stop now (on_exception saves unless inside a step or a validation)
+            raise SIGTERMException
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if threading.current_thread() is threading.main_thread():
             for signum, previous in self._previous_handlers.items():
                 signal.signal(signum, previous)
         self._previous_handlers = {}
+
+    def _stop_if_pending(self, trainer: Trainer, save: bool = False) -> None:
+        """A boundary after the stop's batch: end `fit` as Lightning's SIGTERM stop does, on every rank (the stop
+        became pending at the same batch everywhere); with `save`, the state changed since that batch's save."""
+        if self._stop_pending:
+            if save:
+                self.write_last(trainer)
+            raise SIGTERMException
 
     def _stop_requested(self, trainer: Trainer) -> bool:
         """Any rank received SIGTERM / Ctrl-C (under DDP one all-reduce per batch, so all stop at the same batch)."""
@@ -89,7 +102,11 @@ class RunCheckpoint(Checkpoint):
         return stop
 
     # -- the points where last.ckpt is written ----------------------------------------------------------------
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._stop_if_pending(trainer)  # on_train_epoch_end saved the epoch end
+
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        self._stop_if_pending(trainer)  # neither a validation nor an epoch end followed the stop's batch
         self._step_at_batch_start = trainer.global_step
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
@@ -104,16 +121,12 @@ class RunCheckpoint(Checkpoint):
             return self._hold_stop(trainer)
         if self._held_stop:  # the accumulated step is taken: the stop asked for during the accumulation happens now
             trainer.should_stop, self._held_stop = True, False
-        if self._stop_requested(trainer):  # save this state, then let Lightning stop every rank
+        if self._stop_requested(trainer):  # save this state; the next boundary stops every rank
             if self._last_step_in_last != trainer.global_step:
                 self.write_last(trainer)
-            # Stop where the saved state is one Lightning resumes exactly: after the validation that follows this
-            # batch, after the epoch end when this is its last batch, else right after this batch.
-            self._stop_after = (
-                "validation" if validation_follows(trainer) else "epoch" if self._epoch_done(trainer) else "batch"
-            )
-            if self._stop_after == "batch":
-                stop_like_sigterm(trainer)
+            self._stop_pending = True
+            if not self._epoch_done(trainer):  # (an epoch loop that ends here, e.g. max_steps: keep this file)
+                self._kept_step = trainer.global_step
             return
         if trainer.fast_dev_run:
             return
@@ -130,27 +143,26 @@ class RunCheckpoint(Checkpoint):
             self.write_last(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or not self._training or trainer.fast_dev_run:
+        if trainer.sanity_checking or not self._training:
+            return
+        mid_epoch = not self._epoch_done(trainer)  # (after the epoch's last batch, on_train_epoch_end saves)
+        if mid_epoch:  # the validation that followed the stop's batch (at the last batch: the epoch end's hooks)
+            self._stop_if_pending(trainer, save=True)
+        if trainer.fast_dev_run:
             return
         if not self._at_step_boundary:  # a validation in the middle of gradient accumulation: not resumable
             return self._hold_stop(trainer)
-        stop_here = self._stop_after == "validation"
-        mid_epoch = not self._epoch_done(trainer)  # (after the epoch's last batch, on_train_epoch_end saves)
-        if stop_here or (mid_epoch and self._kept_step != trainer.global_step):
+        if mid_epoch and self._kept_step != trainer.global_step:
             self.write_last(trainer)
         if mid_epoch and self._stopping_mid_epoch(trainer):  # e.g. early stopping: keep it from the epoch-end save
             self._kept_step = trainer.global_step
-        if stop_here:
-            stop_like_sigterm(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # (a pending stop is acted on at the next epoch's start: this epoch's metrics are logged after this hook)
         if trainer.fast_dev_run:
             return
-        stop_here = self._stop_after == "epoch"
-        if stop_here or (self._kept_step != trainer.global_step and self._at_step_boundary):
+        if self._kept_step != trainer.global_step and self._at_step_boundary:
             self.write_last(trainer)
-        if stop_here:
-            stop_like_sigterm(trainer)
 
     def _hold_stop(self, trainer: Trainer) -> None:
         """Hold a stop asked for mid gradient accumulation (max_time, early stopping) until the accumulated step."""
@@ -171,6 +183,7 @@ class RunCheckpoint(Checkpoint):
 
     # -- the moment training stops ----------------------------------------------------------------------------
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._stop_if_pending(trainer)  # the stop's batch or epoch end was the last: exit as stopped, not finished
         self._training = False
         if self._last_step_in_last != trainer.global_step:
             self.write_last(trainer)

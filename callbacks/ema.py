@@ -8,34 +8,25 @@ predict, the app and export get the EMA. Changes made here:
     `last.ckpt` after this hook, and with the copy its `current_model_state` would be the EMA, losing the raw
     weights for a resume (seen in tests/test_ddpm.py);
   * loading a checkpoint outside `fit` (predict/validate) is silent: `state_dict` already is the EMA.
+Only the callback's public surface is used: its `state_dict()` says whether the average was updated, and its
+validation hooks are the swap (Lightning keeps the `AveragedModel` itself in a private attribute).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Iterator
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
-from torch.optim.swa_utils import AveragedModel
-
-from paradis.lightning_internals import averaged_model
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 def has_average(callback: WeightAveraging) -> bool:
-    """True once the callback's average has folded in at least one training step."""
-    average = averaged_model(callback)
-    return average is not None and int(average.n_averaged) > 0
-
-
-def swap_weights(average: AveragedModel, pl_module: LightningModule) -> None:
-    """Exchange the module's parameters and buffers with the average's (as Lightning does around validation)."""
-    averaged = itertools.chain(average.module.parameters(), average.module.buffers())
-    for kept, current in zip(averaged, itertools.chain(pl_module.parameters(), pl_module.buffers())):
-        tmp = kept.data.clone()
-        kept.data.copy_(current.data)
-        current.data.copy_(tmp)
+    """True once the callback's average has folded in at least one training step. `latest_update_step` (the
+    callback's public state, restored from a checkpoint) is the step of the last update, 0 before the first.
+    (An update at an epoch end, `should_update(epoch_idx=...)`, is not counted there; `EMA` updates per step.)"""
+    return callback.state_dict()["latest_update_step"] > 0
 
 
 class EMA(EMAWeightAveraging):
@@ -56,13 +47,13 @@ class EMA(EMAWeightAveraging):
             super().on_validation_epoch_end(trainer, pl_module)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if has_average(self):
-            swap_weights(averaged_model(self), pl_module)
+        if has_average(self):  # the parent's validation hook is its public swap (its own on_train_end copies)
+            super().on_validation_epoch_start(trainer, pl_module)
             self._swapped_at_end = True
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
-        if averaged_model(self) is None:
+        if "current_model_state" not in checkpoint:  # outside fit: no average, state_dict is the module's
             return
         if not has_average(self):  # nothing averaged yet: inference uses the raw weights too
             checkpoint["state_dict"] = checkpoint["current_model_state"]
@@ -73,22 +64,21 @@ class EMA(EMAWeightAveraging):
             )
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
-        if averaged_model(self) is not None:  # fit: restore raw weights + average; otherwise state_dict is the EMA
+        if trainer.state.fn == TrainerFn.FITTING:  # restore raw weights + average; otherwise state_dict is the EMA
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
 @contextlib.contextmanager
 def averaged_weights(trainer: Trainer, pl_module: LightningModule) -> Iterator[None]:
     """Within the block the module holds the EMA weights (when a weight-averaging callback has an updated
-    average and they are not already swapped in, i.e. outside validation); swapped back afterwards."""
+    average and they are not already swapped in, i.e. outside validation); swapped back afterwards, with the
+    callback's own validation hooks (Lightning's swap, around validation)."""
     callbacks = [c for c in trainer.callbacks if isinstance(c, WeightAveraging) and has_average(c)]
-    average = (
-        averaged_model(callbacks[0]) if callbacks and not (trainer.validating or trainer.sanity_checking) else None
-    )
-    if average is not None:
-        swap_weights(average, pl_module)
+    callback = callbacks[0] if callbacks and not (trainer.validating or trainer.sanity_checking) else None
+    if callback is not None:
+        callback.on_validation_epoch_start(trainer, pl_module)
     try:
         yield
     finally:
-        if average is not None:
-            swap_weights(average, pl_module)
+        if callback is not None:
+            callback.on_validation_epoch_end(trainer, pl_module)
