@@ -1,6 +1,6 @@
 """A warm fork server for tests/test_readme.py: it imports what the README's commands import once, then runs
 each command in a child forked from it, so a command starts in milliseconds instead of an interpreter start-up
-(the same idea as `paradis-lab`'s warm worker, apps/lab/worker.py).
+(the same idea as `paradis-lab`'s warm worker, apps/lab/runner/worker.py).
 
 Protocol (one JSON object per line on stdin; answers on stdout):
   {"job": {...}, "wait": true}   -> {"pid": P} then, when the child has exited, {"rc": CODE}
@@ -56,7 +56,7 @@ def child(job: dict, server: int) -> int:
     import traceback
 
     os.setpgid(0, 0)  # its own process group: the test can stop it and whatever it started at once
-    from apps.lab.worker import die_with_parent
+    from apps.lab.runner.worker import die_with_parent
 
     die_with_parent(server)  # and it ends with the server (which ends when the test closes its stdin)
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -13,10 +13,10 @@ import pytest
 from browser import LAUNCH_ARGS, chromium
 from conftest import BIN, ROOT
 
-from apps.lab.course import collect
-from apps.lab.course_questions import dropout, momentum, relu_fastest, tanh_vs_sigmoid
-from apps.lab.course_report import write_course
-from apps.lab.table import summarize
+from apps.lab.course.axes import collect
+from apps.lab.course.questions import dropout, momentum, relu_fastest, tanh_vs_sigmoid
+from apps.lab.course.report import write_course
+from apps.lab.runner.table import summarize
 
 TINY = (
     "--trainer.max_epochs 2 --trainer.limit_train_batches 3 --trainer.limit_val_batches 1 --trainer.limit_test_batches 1 "

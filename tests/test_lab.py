@@ -13,7 +13,10 @@ import torch
 from conftest import BIN, ROOT
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from apps import lab
+from apps.lab import main
+from apps.lab.runner.pool import run_commands
+from apps.lab.runner.table import aggregate
+from apps.lab.spec import load_lab
 
 TINY = ROOT / "tests" / "configs" / "lab_tiny.yaml"
 
@@ -34,29 +37,29 @@ def table_rows(report: str) -> dict[str, dict[str, str]]:
 def test_shipped_lab_files_expand_to_their_variants():
     counts = {"activations": 4, "optimizers": 4, "dropout": 2, "grid": 16, "init_batchnorm": 6}
     for axis, count in counts.items():
-        spec = lab.load_lab(ROOT / "configs" / "lab" / f"{axis}.yaml")
+        spec = load_lab(ROOT / "configs" / "lab" / f"{axis}.yaml")
         assert len(spec.variants) == count, axis
         assert spec.seed is not None
-    grid = lab.load_lab(ROOT / "configs" / "lab" / "grid.yaml")
+    grid = load_lab(ROOT / "configs" / "lab" / "grid.yaml")
     assert grid.variants[0].name == "1x64_lr0.1_const"
     assert grid.variants[0].args == ["--model.hidden_sizes", "[64]", "--model.lr", "0.1", "--model.scheduler", "none"]
-    fit, test = lab.run_commands(grid, grid.variants[0], Path("runs/x"), ["--trainer.max_epochs", "1"], (2, 3))
+    fit, test = run_commands(grid, grid.variants[0], Path("runs/x"), ["--trainer.max_epochs", "1"], (2, 3))
     assert fit[:2] == ["paradis", "fit"] and test[:2] == ["paradis", "test"]
     # The callback is named by a path the child process can import (not `__main__.InitialWeights`).
     assert "--trainer.callbacks+=callbacks.initial_weights.InitialWeights" in fit
     assert fit[fit.index("--data.fold") + 1] == "2" and fit[fit.index("--data.folds") + 1] == "3"
-    assert lab.aggregate([0.5, 0.7], 2) == "0.60 ± 0.14"
+    assert aggregate([0.5, 0.7], 2) == "0.60 ± 0.14"
 
 
 def test_bad_lab_file_is_one_sentence(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: configs/mnist.yaml\nvariants:\n  - {name: a}\n  - {name: a}\n")
     with pytest.raises(SystemExit) as exit_info:
-        lab.main([str(bad), "--runs-dir", str(tmp_path)])
+        main([str(bad), "--runs-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "variant name(s) a appear more than once" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        lab.load_lab(tmp_path / "missing.yaml")
+        load_lab(tmp_path / "missing.yaml")
 
 
 def run_lab(*args: str) -> subprocess.CompletedProcess:
@@ -112,7 +115,7 @@ def test_tiny_lab_end_to_end_resumes_and_reports_failures(tmp_path, capsys):
     checkpoints = {name: (out / name / "checkpoints" / "best.ckpt").stat().st_mtime_ns for name in ("sgd", "adam")}
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        lab.main([str(TINY), "--runs-dir", str(runs), "--jobs", "2"])
+        main([str(TINY), "--runs-dir", str(runs), "--jobs", "2"])
     assert exit_info.value.code == 1
     printed = capsys.readouterr().out
     assert printed.count("finished earlier, read back") == 2 and "broken: FAILED" in printed
@@ -150,7 +153,7 @@ def test_folds_end_to_end(tmp_path):
         folds = [json.loads((out / name / f"fold{i}" / "result.json").read_text()) for i in range(2)]
         assert all(f"--data.folds 2 --data.fold {i}" in folds[i]["commands"][0] for i in range(2))
         accs = [f["test_acc"] for f in folds]
-        assert rows[name]["test acc"] == lab.aggregate(accs, 4) and "±" in rows[name]["test acc"]
+        assert rows[name]["test acc"] == aggregate(accs, 4) and "±" in rows[name]["test acc"]
         val = [max(f["curves"]["val/acc"]) for f in folds]
         assert val[0] != val[1], "each fold validates on its own held-out part"
     assert "failed" in rows["broken"]["test acc"]

@@ -26,9 +26,9 @@ from conftest import BIN, ROOT
 from optuna.trial import TrialState
 from postgres_server import postgres_fixture  # noqa: F401 - the `postgres` fixture
 
-from apps.lab.search import load_study
-from apps.lab.search_space import SearchConfig
-from apps.lab.search_storage import FINGERPRINT_ATTR, claim_study, retried_trial_number
+from apps.lab.search.space import SearchConfig
+from apps.lab.search.storage import FINGERPRINT_ATTR, claim_study, retried_trial_number
+from apps.lab.search.study import load_study
 from apps.lab.spec import load_lab
 
 pytestmark = [

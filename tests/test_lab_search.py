@@ -14,8 +14,8 @@ import pytest
 from conftest import BIN, ROOT
 from optuna.trial import TrialState
 
-from apps.lab.search_space import SearchConfig
-from apps.lab.search_storage import retried_trial_number
+from apps.lab.search.space import SearchConfig
+from apps.lab.search.storage import retried_trial_number
 from apps.lab.spec import load_lab
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")

@@ -1,6 +1,6 @@
 """`python -m apps.lab` = `paradis-lab`."""
 
-from apps.lab.cli import main
+from apps.lab import main
 
 if __name__ == "__main__":
     main()

@@ -1,19 +1,18 @@
-"""The `paradis-lab` command line: parse, run every lab file's runs in one pool, write the reports."""
+"""The `paradis-lab` command line: parse, run every lab file's runs in one pool, write the reports (`main` in
+apps/lab/__init__.py turns its errors into exit codes)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
-from apps.lab.report import write_report
-from apps.lab.runner import Run, default_threads, execute, plan
+from apps.lab.runner.pool import Run, default_threads, execute, plan
+from apps.lab.runner.report import write_report
+from apps.lab.runner.table import markdown_table, summarize
+from apps.lab.runner.worker import warm_context
 from apps.lab.spec import Lab, config_modules, load_lab
-from apps.lab.table import markdown_table, summarize
-from apps.lab.worker import warm_context
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -150,7 +149,7 @@ def run_lab(argv: list[str]) -> list[dict]:
         rows_all += rows
     for lab in labs:
         if lab.search is not None:
-            from apps.lab.search import run_search
+            from apps.lab.search.study import run_search
 
             search_threads = args.threads or default_threads(args.workers)  # one per worker when workers >= cores
             rows_all += run_search(
@@ -162,7 +161,7 @@ def run_lab(argv: list[str]) -> list[dict]:
 
 def course(runs_dir: Path, axes: list[str]) -> None:
     """The course report over every axis in the lab folder: when several lab files ran, or to keep one up to date."""
-    from apps.lab.course_report import COURSE_MD, write_course
+    from apps.lab.course.report import COURSE_MD, write_course
 
     if len(axes) > 1 or (runs_dir / COURSE_MD).exists():
         written = write_course(runs_dir, axes)
@@ -175,18 +174,3 @@ def argv_without_labs(argv: list[str], labs: list[str]) -> list[str]:
     for lab in labs:
         rest.remove(lab)
     return rest
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Exit code 0 when every variant finished, 1 when some failed (the report is written anyway), 2 on bad input."""
-    try:
-        rows = run_lab(sys.argv[1:] if argv is None else list(argv))
-    except (ValueError, FileNotFoundError) as err:
-        if os.environ.get("PARADIS_DEBUG"):
-            raise
-        print(f"paradis-lab: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    failed = [row["variant"] for row in rows if row["status"] == "failed"]
-    if failed:
-        print(f"paradis-lab: {len(failed)} variant(s) failed: {', '.join(failed)}; see the report.", file=sys.stderr)
-        sys.exit(1)

@@ -8,7 +8,7 @@ variants:
   - {name: relu, args: --model.activation relu}
 grid:                             # dimension -> {label: args} or option -> [values]
   model.lr: [0.1, 0.01]
-search: {...}                     # an Optuna study instead of variants/grid (apps/lab/search.py)
+search: {...}                     # an Optuna study instead of variants/grid (apps/lab/search/study.py)
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Lab:
     args: list[str]
     variants: list[Variant]
     description: str = ""
-    search: dict[str, Any] | None = field(default=None)  # the raw `search:` block, checked by apps.lab.search
+    search: dict[str, Any] | None = field(default=None)  # the raw `search:` block, checked by apps.lab.search.study
 
 
 def as_args(value: Any, where: str) -> list[str]:

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from apps.lab.course_report import compact_png
+from apps.lab.course.report import compact_png
 
 runs, docs = Path(sys.argv[1]), Path(sys.argv[2])
 out = docs / "course"

@@ -8,9 +8,9 @@ import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 
-from apps.lab.plots import plot
+from apps.lab.runner.plots import plot
+from apps.lab.runner.table import markdown_table
 from apps.lab.spec import Lab
-from apps.lab.table import markdown_table
 
 
 def cpu_model() -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from os.path import commonprefix
 
-from apps.lab.course import Axis, number
-from apps.lab.course_answers import Answer, acc, failed, find, first_epoch, folds_note, missing, peers, pts, reached
+from apps.lab.course.answers import Answer, acc, failed, find, first_epoch, folds_note, missing, peers, pts, reached
+from apps.lab.course.axes import Axis, number
 
 CHANCE = 0.10  # 10 balanced classes
 

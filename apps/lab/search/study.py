@@ -15,7 +15,7 @@
 
 The study lives in `<runs-dir>/<axis>/study.db` (SQLite) or in `--storage URL` (any database Optuna's
 RDB storage takes, e.g. PostgreSQL, so workers on several machines share one study; see
-apps/lab/search_storage.py). Every worker (`--workers N` per machine) repeats: fail trials whose heartbeat
+apps/lab/search/storage.py). Every worker (`--workers N` per machine) repeats: fail trials whose heartbeat
 stopped (a killed worker; their parameters are queued again by `RetryHeartbeatStaleTrialCallback`), stop
 when the budget is reached and no retry is queued, else run one trial (`study.optimize(n_trials=1)`, which keeps the trial's heartbeat). Re-running the same
 command after a kill continues the study; trial numbers never repeat. As with Optuna's own `n_trials`,
@@ -29,7 +29,7 @@ import platform
 import time
 from pathlib import Path
 
-from apps.lab.search_space import SearchConfig
+from apps.lab.search.space import SearchConfig
 from apps.lab.spec import Lab, Variant
 
 DB_FILE = "study.db"
@@ -54,7 +54,7 @@ def make_sampler(config: SearchConfig, seed: int | None):
 def load_study(url: str, config: SearchConfig, seed: int | None, create: bool = False):
     import optuna
 
-    from apps.lab.search_storage import make_storage
+    from apps.lab.search.storage import make_storage
 
     kwargs = dict(
         study_name=config.study_name, storage=make_storage(url, config.heartbeat), sampler=make_sampler(config, seed)
@@ -88,8 +88,8 @@ def make_objective(
 ):
     import optuna
 
-    from apps.lab.results import read_metrics
-    from apps.lab.runner import finish, plan, start
+    from apps.lab.runner.pool import finish, plan, start
+    from apps.lab.runner.results import read_metrics
     from callbacks.optuna_pruning import PRUNED_FILE
 
     def objective(trial: optuna.Trial) -> float:
@@ -133,8 +133,8 @@ def worker(
     import os
     import sys
 
+    from apps.lab.runner.worker import die_with_parent, warm_context
     from apps.lab.spec import config_modules, load_lab
-    from apps.lab.worker import die_with_parent, warm_context
 
     die_with_parent()
     print(f"search worker {index}: pid {os.getpid()}", flush=True)
@@ -148,7 +148,7 @@ def worker(
     objective = make_objective(lab, config, Path(out_dir), url, extra, threads, isolated, ctx)
     from optuna.storages import fail_stale_trials
 
-    from apps.lab.search_storage import stale_trials_guard
+    from apps.lab.search.storage import stale_trials_guard
 
     study = load_study(url, config, None)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -174,8 +174,8 @@ def run_search(lab: Lab, args, extra: list[str], threads: int, argv: list[str]) 
     """Create or load the study, run `--workers` worker processes to the budget, write the report."""
     import multiprocessing
 
-    from apps.lab.search_report import write_search_report
-    from apps.lab.search_storage import claim_study, shown_url
+    from apps.lab.search.report import write_search_report
+    from apps.lab.search.storage import claim_study, shown_url
 
     config = SearchConfig(lab)
     out_dir = Path(args.runs_dir) / lab.axis

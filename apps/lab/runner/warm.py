@@ -1,4 +1,4 @@
-"""Imported once by the lab's forkserver (apps/lab/worker.py): everything a `paradis fit` + `test` of
+"""Imported once by the lab's forkserver (apps/lab/runner/worker.py): everything a `paradis fit` + `test` of
 the MNIST lab imports, so each forked run starts warm. Importing this module has only that effect.
 (Data is not preloaded: the bundled MNIST loads from its uint8 cache in ~20 ms, datamodules/mnist.py.)"""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from apps.lab.worker import PARENT_ENV, die_with_parent
+from apps.lab.runner.worker import PARENT_ENV, die_with_parent
 
 WARM_MODULES = (
     "apps.cli",

@@ -1,5 +1,5 @@
-"""`course.md` and `course.html` of a lab folder: every axis in one report (apps/lab/course.py reads them,
-apps/lab/course_questions.py answers the course's questions from their numbers).
+"""`course.md` and `course.html` of a lab folder: every axis in one report (apps/lab/course/axes.py reads them,
+apps/lab/course/questions.py answers the course's questions from their numbers).
 
 The content is built once as a list of blocks and written twice: Markdown with the figures as relative
 links to the PNGs the axis reports already wrote, and one self-contained HTML file (figures as base64
@@ -16,9 +16,9 @@ import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 
-from apps.lab.course import Axis, best_overall, collect, hardware, shared_command, table
-from apps.lab.course_answers import Answer, axis_summary
-from apps.lab.course_questions import answer_all
+from apps.lab.course.answers import Answer, axis_summary
+from apps.lab.course.axes import Axis, best_overall, collect, hardware, shared_command, table
+from apps.lab.course.questions import answer_all
 
 COURSE_MD, COURSE_HTML = "course.md", "course.html"
 

@@ -22,9 +22,9 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from apps.lab.results import run_metrics
+from apps.lab.runner.results import run_metrics
+from apps.lab.runner.worker import CPU_FILE, FAILED_CODE, STAGES, launch
 from apps.lab.spec import Lab, Variant
-from apps.lab.worker import CPU_FILE, FAILED_CODE, STAGES, launch
 
 RESULT_FILE = "result.json"
 FIT_CALLBACKS = ("callbacks.initial_weights.InitialWeights", "callbacks.metrics_file.MetricsFile")

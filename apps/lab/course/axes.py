@@ -1,5 +1,5 @@
 """The course: every axis found in a lab folder, read back from its `results.json` (apps/lab/cli.py),
-the machine it ran on and the side-by-side numbers that apps/lab/course_report.py writes out.
+the machine it ran on and the side-by-side numbers that apps/lab/course/report.py writes out.
 
 An axis is a sub-folder `<runs-dir>/<axis>/` holding `results.json` and `report.md` (its figures are the
 PNGs that report.md shows). Nothing is rerun here: the course is built from what the runs left.
@@ -17,8 +17,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from apps.lab.report import cpu_model
-from apps.lab.table import mean_curve
+from apps.lab.runner.report import cpu_model
+from apps.lab.runner.table import mean_curve
 
 RESULTS_FILE = "results.json"
 FIGURE = re.compile(r"^!\[(?P<title>[^\]]+)\]\((?P<file>[^)]+\.png)\)$", re.MULTILINE)
@@ -35,7 +35,7 @@ class Axis:
     argv: list[str]  # the `paradis-lab` arguments that produced this axis
     target_acc: float | None
     folds: int
-    rows: list[dict]  # apps.lab.table.summarize rows (formatted cells)
+    rows: list[dict]  # apps.lab.runner.table.summarize rows (formatted cells)
     runs: dict[str, list[dict]]  # variant -> its runs (one per fold)
     search: bool = False  # an Optuna study's trials rather than a fixed list or grid
 

@@ -1,7 +1,7 @@
 """Where a run's `paradis fit` + `paradis test` execute: a warm forked child, or two fresh processes.
 
 Warm (the default): `paradis-lab` starts one multiprocessing *forkserver* that imports everything a
-variant needs once (`apps.lab.warm`); each run is a fresh child forked from it, which runs `fit` and
+variant needs once (`apps.lab.runner.warm`); each run is a fresh child forked from it, which runs `fit` and
 then `test` in-process through the same `apps.cli.main` the `paradis` script calls. A run therefore
 starts in milliseconds instead of two interpreter start-ups, and nothing leaks from one run into the
 next (each child exits after its run). Isolated (`--isolated`): the child runs the two `paradis`
@@ -120,9 +120,9 @@ def run_isolated(commands: Sequence[list[str]], run_dir: str, threads: int) -> N
 
 def warm_context(preload: Sequence[str]) -> multiprocessing.context.BaseContext:
     """A forkserver context whose server imports `preload` (module names) once."""
-    os.environ[PARENT_ENV] = str(os.getpid())  # read by apps.lab.warm in the forkserver
+    os.environ[PARENT_ENV] = str(os.getpid())  # read by apps.lab.runner.warm in the forkserver
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["apps.lab.warm", *preload])
+    ctx.set_forkserver_preload(["apps.lab.runner.warm", *preload])
     return ctx
 
 

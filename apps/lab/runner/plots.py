@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from apps.lab.table import mean_curve
+from apps.lab.runner.table import mean_curve
 
 
 def plot(results: dict[str, list[dict]], out_dir: Path) -> list[tuple[str, str]]:

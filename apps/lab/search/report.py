@@ -8,11 +8,11 @@ import platform
 import warnings
 from pathlib import Path
 
-from apps.lab.report import write_report
-from apps.lab.search_space import SearchConfig
-from apps.lab.search_storage import retried_trial_number, shown_url
+from apps.lab.runner.report import write_report
+from apps.lab.runner.table import markdown_table, summarize
+from apps.lab.search.space import SearchConfig
+from apps.lab.search.storage import retried_trial_number, shown_url
 from apps.lab.spec import Lab
-from apps.lab.table import markdown_table, summarize
 
 
 def trial_results(study) -> dict[str, list[dict]]:

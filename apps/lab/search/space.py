@@ -1,5 +1,5 @@
 """The `search:` block of a lab file, checked: the budget, objective, sampler, pruner and parameter ranges
-(apps/lab/search.py runs the study)."""
+(apps/lab/search/study.py runs the study)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers of the course's answers (apps/lab/course_questions.py): finding the variants a question needs in
+"""Helpers of the course's answers (apps/lab/course/questions.py): finding the variants a question needs in
 an axis, saying it is not answered when they are missing or failed, and the sentences they share.
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from apps.lab.course import Axis
+from apps.lab.course.axes import Axis
 
 
 @dataclass
