@@ -1,11 +1,10 @@
 """Exact resume: what a Lightning 2.6 checkpoint lacks for a resumed run to equal an uninterrupted one.
 
-A checkpoint holds no RNG state (DDPM noise, dropout and augmentation would differ), and drops the training
-loaders' state when `configure_optimizers` reads `trainer.estimated_stepping_batches` (Lightning issue #20550).
-`ExactResume` stores both, for every rank, in every checkpoint written during `fit`, and gives them back at
-`on_train_start` (after the sanity check, before the first batch is drawn). A loader (or its `batch_sampler` /
-`sampler`) takes part when it has `state_dict()` / `load_state_dict()`; Lightning draws a sized loader's batches
-one at a time, so at a batch boundary a loader's own count is the count the loops trained on.
+A checkpoint holds no RNG state: DDPM noise, dropout and augmentation would differ. `ExactResume` stores the RNG
+states of every rank, and of the training loaders' own generators, in every checkpoint written during `fit`,
+and gives them back at `on_train_start` (after the sanity check, before the first batch is drawn). It also
+refuses a budget that would resize the LR schedule. The loaders' positions ride on the data modules' own
+state (datamodules/loader_state.py), where Lightning documents it.
 """
 
 from __future__ import annotations
@@ -21,24 +20,12 @@ from torch.utils.data import DataLoader
 KEY = "paradis_resume"
 
 
-def stateful_part(loader: Any) -> Any | None:
-    """The object holding a training loader's position: the loader itself, or its batch sampler or sampler."""
-    for candidate in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
-        if callable(getattr(candidate, "state_dict", None)) and callable(getattr(candidate, "load_state_dict", None)):
-            return candidate
-    return None
-
-
 def flat(loaders: Any) -> list[Any]:
     """The loaders of `trainer.train_dataloader`: one loader, or a list / dict of them (nested)."""
     loaders = list(loaders.values()) if isinstance(loaders, dict) else loaders
     if isinstance(loaders, (list, tuple)):
         return [leaf for value in loaders for leaf in flat(value)]
     return [] if loaders is None else [loaders]
-
-
-def train_loaders(trainer: Trainer) -> list[Any]:
-    return [part for loader in flat(trainer.train_dataloader) if (part := stateful_part(loader))]
 
 
 def loader_generators(trainer: Trainer) -> list[torch.Generator]:
@@ -91,7 +78,7 @@ def check_same_schedule(saved: dict | None, now: dict | None, ckpt_path: str | N
 
 
 class ExactResume(Callback):
-    """RNG states and training-loader positions in every checkpoint, restored when training (re)starts."""
+    """RNG states and the schedule's size in every checkpoint, restored (and checked) when training (re)starts."""
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
@@ -103,7 +90,6 @@ class ExactResume(Callback):
             torch.distributed.all_gather_object(ranks, rng_states())
         checkpoint[KEY] = {
             "rng": ranks,
-            "loaders": [part.state_dict() for part in train_loaders(trainer)],
             "loader_generators": [g.get_state() for g in loader_generators(trainer)],
             "schedule": getattr(pl_module, "schedule_budget", None),
         }
@@ -122,7 +108,3 @@ class ExactResume(Callback):
                 generator.set_state(state)
         ranks = pending["rng"]
         set_rng_states(ranks[trainer.global_rank] if len(ranks) == trainer.world_size else ranks[0])
-        parts = train_loaders(trainer)
-        if len(parts) == len(pending["loaders"]):
-            for part, state in zip(parts, pending["loaders"]):
-                part.load_state_dict(state)

@@ -126,7 +126,8 @@ def lazy_folder(
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Lazy reading for folders too large to hold in memory: one uint8 image per item (its crop square, if any)."""
+    """Lazy reading for folders too large to hold in memory: one uint8 image per item (its crop square, if any).
+    Batch the items with `readable_batch`."""
 
     def __init__(self, files: list[Path], size: int, channels: int, squares: list | None = None) -> None:
         self.files, self.size, self.channels = files, size, channels
@@ -135,8 +136,23 @@ class ImageFiles(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return load_image(self.files[index], self.size, self.channels, self.squares[index])
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str]:
+        """(the image, or None when the file fails to decode, e.g. a truncated JPEG; its path)."""
+        path = self.files[index]
+        return _try_load(path, self.size, self.channels, self.squares[index]), str(path)
+
+
+def readable_batch(items: list[tuple[torch.Tensor | None, str]]) -> tuple[torch.Tensor, list[str]]:
+    """`ImageFiles` items -> (the decoded images, stacked; the paths of those that failed to decode), the
+    loader's `collate_fn`: a file that fails is left out of its batch, as `load_folder` leaves it out of memory."""
+    images = [image for image, _ in items if image is not None]
+    failed = [path for image, path in items if image is None]
+    if not images:
+        raise OSError(
+            f"None of the {len(items)} images of a batch could be decoded (e.g. {failed[0]}); "
+            "the folder holds many broken files: remove them, or re-export the photos."
+        )
+    return torch.stack(images), failed
 
 
 def load_silhouettes() -> torch.Tensor:

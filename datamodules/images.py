@@ -6,15 +6,18 @@ that tensor moves to the GPU once (`data_on_device`), so a batch is one index on
 GPU. The float conversion to [-1, 1], the random horizontal flip and the random crop
 (when images are loaded larger than `image_size`, `load_size`) run on the batch, on
 the training device (`on_after_batch_transfer`). A folder too large for
-`max_memory_mb` is read lazily instead, by a `DataLoader` with workers and pinned memory.
+`max_memory_mb` is read lazily instead, by torchdata's `StatefulDataLoader` with workers and pinned memory;
+a file that fails to decode there (a truncated JPEG) is left out of its batch and named in one warning.
+Either training loader resumes mid-epoch exactly (its position rides on this module's state:
+datamodules/loader_state.py).
 
 A photo becomes a training image by its centre crop (`crop: center`) or by the square around the cat's face
 (`crop: cat_face`: found once per folder in `prepare_data`, cached outside the folder; datamodules/cat_faces.py).
 The held-out split (`val_fraction`, drawn from `seed`) never reaches training: it gives `val/loss`, FID, and the
 held-out crops that benchmarks/cats_score.py's memorisation check compares samples with.
 
-Batches: `(uint8 images,)` from the loaders -> float images in [-1, 1] in the
-module. `predict` batches are per-image seeds (`seed + index`) for `DDPM.predict_step`.
+Batches: `(uint8 images,)` from the loaders (`(uint8 images, files that failed to decode)` when read lazily)
+-> float images in [-1, 1] in the module. `predict` batches are per-image seeds (`seed + index`) for `DDPM.predict_step`.
 Reading files: datamodules/image_folder.py.
 """
 
@@ -25,10 +28,19 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules import cat_faces
-from datamodules.image_folder import checked_files, lazy_folder, load_folder, load_silhouettes, warn_skipped
+from datamodules.image_folder import (
+    checked_files,
+    lazy_folder,
+    load_folder,
+    load_silhouettes,
+    readable_batch,
+    warn_skipped,
+)
+from datamodules.loader_state import TrainLoaderState, TrainOrder
 from datamodules.tensor_batches import TensorBatches
 from paradis.images import normalize
 
@@ -60,7 +72,7 @@ def split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.T
     return order[:n_val], order[n_val:]
 
 
-class _GeneratorData(LightningDataModule):
+class _GeneratorData(TrainLoaderState, LightningDataModule):
     """Shared parts: seeded train/val split, in-memory batches (on the GPU when there is one), [-1, 1] +
     flip + crop on the device, predict seeds.
 
@@ -101,6 +113,7 @@ class _GeneratorData(LightningDataModule):
         self.num_samples, self.sample_seed, self.predict_batch_size = num_samples, sample_seed, predict_batch_size
         self.train = self.val = None  # uint8 tensors, or Datasets when read lazily
         self.workers = 0  # DataLoader workers, for lazily read folders only
+        self.unreadable: set[str] = set()  # files of a lazily read folder that failed to decode in training
 
     def load(self):
         """All images: a uint8 tensor `[N, C, H, W]` (or a Dataset of them)."""
@@ -122,8 +135,13 @@ class _GeneratorData(LightningDataModule):
     def device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
-    def _loader(self, images, batch_size: int, shuffle: bool):
+    def _shard(self) -> tuple[int, int]:
+        """(ranks, this rank): the share of each epoch this process trains on."""
         trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _loader(self, images, batch_size: int, shuffle: bool):
+        ranks, rank = self._shard()
         if isinstance(images, torch.Tensor):
             if self.data_on_device and self.device.type == "cuda":
                 images = images.to(self.device)  # once per loader; the split's CPU copy stays for the next
@@ -133,21 +151,23 @@ class _GeneratorData(LightningDataModule):
                 shuffle=shuffle,
                 drop_last=shuffle and len(images) > batch_size,
                 seed=self.seed,
-                rank=trainer.global_rank if trainer else 0,
-                world_size=trainer.world_size if trainer else 1,
+                rank=rank,
+                world_size=ranks,
             )
-        return torch.utils.data.DataLoader(
+        return StatefulDataLoader(
             images,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=TrainOrder(len(images), self.seed, ranks, rank) if shuffle else None,
             drop_last=shuffle,
+            collate_fn=readable_batch,  # a file that fails to decode is left out of its batch
             num_workers=self.workers,
             persistent_workers=self.workers > 0,
             pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.seed),  # the workers' base seeds, not the global RNG's
         )
 
     def train_dataloader(self):
-        return self._loader(self.train, self.batch_size, shuffle=True)
+        return self.resumable(self._loader(self.train, self.batch_size, shuffle=True))
 
     def val_dataloader(self):
         return self._loader(self.val, self.eval_batch_size, shuffle=False)
@@ -166,12 +186,24 @@ class _GeneratorData(LightningDataModule):
         if trainer is not None and trainer.predicting:
             return batch
         training = trainer is not None and trainer.training
+        if isinstance(batch, (list, tuple)) and len(batch) == 2:  # read lazily: (images, files that failed)
+            self._count_unreadable(batch[1])
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
         images = normalize(crop(images, self.image_size, random=training))
         if self.hflip and training:
             flip = torch.rand(len(images), device=images.device) < 0.5
             images = torch.where(flip[:, None, None, None], images.flip(-1), images)
         return images
+
+    def _count_unreadable(self, failed: list[str]) -> None:
+        """Files of a lazily read folder that failed to decode (left out of their batches), said once each."""
+        for path in failed:
+            if path not in self.unreadable:
+                self.unreadable.add(path)
+                rank_zero_warn(
+                    f"Skipped {path}: it could not be decoded ({len(self.unreadable)} such file(s) so far); "
+                    "replace or remove it."
+                )
 
 
 class ImageFolderDataModule(_GeneratorData):

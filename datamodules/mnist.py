@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
 
 from datamodules.digits import preprocess_digit
+from datamodules.loader_state import TrainLoaderState
 from datamodules.mnist_sources import load_mnist, load_torchvision
 from datamodules.tensor_batches import TensorBatches
 from paradis.images import IMAGE_SUFFIXES
@@ -66,7 +67,7 @@ class _NamedBatches:
 
 
 # -- the data module ---------------------------------------------------------------------------
-class MNISTDataModule(LightningDataModule):
+class MNISTDataModule(TrainLoaderState, LightningDataModule):
     """MNIST with a seeded train/val split or k-fold cross-validation; test = the official 10k.
 
     Args:
@@ -164,7 +165,7 @@ class MNISTDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches(self.train, self.hparams.batch_size, shuffle=True)
+        return self.resumable(self._batches(self.train, self.hparams.batch_size, shuffle=True))
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches(self.val, self.hparams.eval_batch_size, shuffle=False)

@@ -10,7 +10,8 @@ Reading files and labels: `datamodules/text_files.py` (a file that is not UTF-8 
 sentence by `paradis.textfile`). Texts are tokenised once (no padding) and cached
 under `data_dir/cache/`, keyed by the tokenizer, the max length and the texts; batches are padded per batch
 to their longest text, optionally drawing batches of similar lengths (`group_by_length`); the training
-order is resumable mid-epoch and sharded under DDP (`datamodules/text_batches.py`).
+order is sharded under DDP (`datamodules/text_batches.py`) and resumable mid-epoch: torchdata's
+`StatefulDataLoader`, whose position rides on this module's state (`datamodules/loader_state.py`).
 
 The model and this module are wired in the config, not at run time: the CLI links
 `model.model_name_or_path` -> `data.tokenizer`, `model.max_length` -> `data.max_length` and
@@ -29,8 +30,10 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
-from datamodules.text_batches import Collator, ResumableDataLoader, TokenizedTexts, TrainOrder
+from datamodules.loader_state import TrainLoaderState
+from datamodules.text_batches import Collator, LengthGroupedOrder, TokenizedTexts
 from datamodules.text_files import (
     BUNDLED_CLASSES,
     LabelledTexts,
@@ -54,7 +57,7 @@ def load_tokenizer(name_or_path: str):
         ) from None
 
 
-class TextDataModule(LightningDataModule):
+class TextDataModule(TrainLoaderState, LightningDataModule):
     """Text classification data from files or the bundled Rotten Tomatoes reviews.
 
     Args:
@@ -259,13 +262,15 @@ class TextDataModule(LightningDataModule):
             "generator": torch.Generator().manual_seed(self.hparams.seed),
         }
 
-    def train_dataloader(self) -> ResumableDataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
         hp, trainer = self.hparams, self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        order = TrainOrder(
+        order = LengthGroupedOrder(
             self.train.lengths, hp.batch_size, hp.seed, hp.group_by_length, num_replicas=replicas, rank=rank
         )
-        return ResumableDataLoader(self.train, batch_size=hp.batch_size, sampler=order, **self._loader_settings())
+        return self.resumable(
+            StatefulDataLoader(self.train, batch_size=hp.batch_size, sampler=order, **self._loader_settings())
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, self.hparams.eval_batch_size)

@@ -13,6 +13,8 @@ narrow (one message, one category), so every other warning still reaches the use
 - transformers' "`is_gradient_checkpointing` is deprecated": peft reads it when it wraps a model.
 - numpy 2's "`__array__` implementation doesn't accept a copy keyword": matplotlib, when torchmetrics' own
   confusion-matrix plot hands it a tensor.
+- torch's "'set_vital' is deprecated" (UserWarning): torchdata 0.11's `StatefulDataLoader` calls it whenever a
+  loader is made (the text and lazily read photo loaders).
 - Lightning's "Tip: ... try installing litlogger" advertisement, printed on every Trainer start.
 """
 
@@ -32,6 +34,7 @@ NOISY_WARNINGS = (  # (message, category, module the warning is attributed to)
     (r"This property will be removed in 2\.0\.0\. Use `Metric\.updated_called`", Warning, ""),
     (r"`is_gradient_checkpointing` is deprecated", FutureWarning, ""),
     (r"__array__ implementation doesn't accept a copy keyword", DeprecationWarning, r"matplotlib\."),
+    (r"'set_vital' is deprecated", UserWarning, r"torchdata\."),
 )
 NOISY_LOG_PREFIXES = ("💡 Tip: For seamless cloud logging",)
 # Lightning routes rank-zero messages through these loggers (fabric's, then pytorch's replaces it).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -211,14 +212,28 @@ def test_image_folder_mixed_formats_corrupt_and_empty(tmp_path):
 
 
 def test_image_folder_read_lazily_when_too_large(tmp_path):
+    """Read lazily (with a worker), a file whose header reads but whose pixels do not decode (a truncated JPEG) is
+    left out of its batch and named once, as the in-memory path leaves it out of memory; never a crash."""
     for i in range(4):
         Image.new("RGB", (20, 20), (i * 60, 0, 0)).save(tmp_path / f"{i}.png")
+    Image.effect_noise((40, 40), 60).convert("RGB").save(tmp_path / "cut.jpg")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "cut.jpg").read_bytes()[:-600])  # the header stays
     data = ImageFolderDataModule(
-        data_dir=str(tmp_path), image_size=8, max_memory_mb=0, val_fraction=0.25, batch_size=3, num_workers=0
+        data_dir=str(tmp_path), image_size=8, max_memory_mb=0, val_fraction=0.2, batch_size=4, num_workers=1
     )
     data.setup("fit")
-    (batch,) = [data.on_after_batch_transfer(b, 0) for b in data.train_dataloader()]
-    assert batch.shape == (3, 3, 8, 8) and batch.min() >= -1 and batch.max() <= 1
+    assert len(data.train) == 4 and len(data.val) == 1
+    cut, sizes = str(tmp_path / "cut.jpg"), []
+    for batch in [*data.train_dataloader(), *data.val_dataloader()]:
+        if batch[1]:
+            assert batch[1] == [cut]
+            with pytest.warns(UserWarning, match=f"Skipped {re.escape(cut)}: it could not be decoded \\(1 such"):
+                images = data.on_after_batch_transfer(batch, 0)
+        else:
+            images = data.on_after_batch_transfer(batch, 0)
+        assert images.shape[1:] == (3, 8, 8) and images.min() >= -1 and images.max() <= 1
+        sizes.append(len(images))
+    assert sum(sizes) == 4 and data.unreadable == {cut}
 
 
 def test_silhouettes_are_the_bundled_cats():

@@ -13,11 +13,12 @@ import pytest
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 from text_fixtures import make_tiny_distilbert
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from apps.export_text import load_classifier
 from callbacks.resume import ExactResume
 from datamodules.text import TextDataModule
-from datamodules.text_batches import ResumableDataLoader, TrainOrder
+from datamodules.text_batches import LengthGroupedOrder
 from datamodules.text_files import load_bundled_reviews, stratified_split
 from lightning_modules.text import TextClassifier, lora_targets
 
@@ -308,7 +309,7 @@ def test_tokenisation_is_cached_and_length_grouping(tiny, reviews_csv, tmp_path)
     assert len(list((tmp_path / "data" / "cache").glob("*.pt"))) == 6
 
     lengths = [(i * 37) % 50 + 1 for i in range(400)]
-    sampler = TrainOrder(lengths, batch_size=8, seed=0)
+    sampler = LengthGroupedOrder(lengths, batch_size=8, seed=0)
     order = list(sampler)
     assert sorted(order) == list(range(400))
     grouped = sum(max(lengths[i] for i in order[k : k + 8]) for k in range(0, 400, 8))
@@ -321,49 +322,49 @@ def test_tokenisation_is_cached_and_length_grouping(tiny, reviews_csv, tmp_path)
 def test_train_order_is_sharded_and_resumes_mid_epoch():
     lengths = [(i * 37) % 50 + 1 for i in range(203)]
     # DDP: two ranks share the epoch with no sample twice (the odd one out is dropped), each length-grouped.
-    shards = [list(TrainOrder(lengths, batch_size=8, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
+    shards = [list(LengthGroupedOrder(lengths, batch_size=8, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == 101 and not set(shards[0]) & set(shards[1])
     assert len(set(shards[0]) | set(shards[1])) == 202
     grouped = sum(max(lengths[i] for i in shards[0][k : k + 8]) for k in range(0, 101, 8))
     assert grouped < 0.6 * sum(max(lengths[i] for i in range(k, min(k + 8, 203))) for k in range(0, 101, 8))
-    single = TrainOrder(lengths, batch_size=8, seed=3)
-    assert len(list(single)) == 203 and list(single) == list(TrainOrder(lengths, batch_size=8, seed=3))  # seed + epoch
+    single = LengthGroupedOrder(lengths, batch_size=8, seed=3)
+    assert len(list(single)) == 203 and list(single) == list(
+        LengthGroupedOrder(lengths, batch_size=8, seed=3)
+    )  # seed + epoch
     single.set_epoch(1)
-    assert list(single) != list(TrainOrder(lengths, batch_size=8, seed=3))
+    assert list(single) != list(LengthGroupedOrder(lengths, batch_size=8, seed=3))
 
-    # Mid-epoch state round trip: a new loader picks up at the next batch of the same epoch's order.
-    for group in (True, False):
+    # Mid-epoch state round trip (torchdata's StatefulDataLoader over a TrainOrder, as TextDataModule builds it):
+    # a new loader picks up at the next batch of the same epoch's order, on each rank.
+    def loader(group=True, replicas=1, rank=0) -> StatefulDataLoader:
+        order = LengthGroupedOrder(
+            lengths, batch_size=8, seed=3, group_by_length=group, num_replicas=replicas, rank=rank
+        )
+        return StatefulDataLoader(range(203), batch_size=8, sampler=order)
 
-        def loader(group=group) -> ResumableDataLoader:
-            order = TrainOrder(lengths, batch_size=8, seed=3, group_by_length=group)
-            return ResumableDataLoader(range(203), batch_size=8, sampler=order)
-
-        first = loader()
+    for group, replicas, rank in ((True, 1, 0), (False, 1, 0), (True, 2, 0), (True, 2, 1)):
+        first = loader(group, replicas, rank)
         first.sampler.set_epoch(2)
         batches = [b.tolist() for b in first]
         it = iter(first)
         for _ in range(5):
             next(it)
-        state = first.state_dict()
-        assert state == {"epoch": 2, "position": 5}  # batches handed out
-        resumed = loader()
-        resumed.load_state_dict(state)
+        resumed = loader(group, replicas, rank)
+        resumed.load_state_dict(first.state_dict())
         resumed.sampler.set_epoch(2)  # what Lightning does at the start of the (resumed) epoch
         assert [b.tolist() for b in resumed] == batches[5:]
         assert [b.tolist() for b in resumed] == batches  # the restored position applies to one pass only
-        # saved at the end of an epoch: the next epoch starts from its beginning
-        ended = loader()
-        ended.load_state_dict({"epoch": 2, "position": 26})
-        assert ended.sampler.epoch == 3 and len([b for b in ended]) == 26
-
-    # A sampler's own state (samples this rank handed out): under DDP each rank goes on with its own share.
-    for rank in (0, 1):
-        order = TrainOrder(lengths, batch_size=8, seed=3, num_replicas=2, rank=rank)
-        it = iter(order)
-        used = [next(it) for _ in range(17)]
-        again = TrainOrder(lengths, batch_size=8, seed=3, num_replicas=2, rank=rank)
-        again.load_state_dict(order.state_dict())
-        assert order.state_dict() == {"epoch": 0, "position": 17} and used + list(again) == shards[rank]
+    # A position saved in another epoch (an epoch cut short by limit_train_batches, then the next epoch): not applied.
+    cut = loader()
+    cut.sampler.set_epoch(2)
+    it = iter(cut)
+    for _ in range(5):
+        next(it)
+    later = loader()
+    later.load_state_dict(cut.state_dict())
+    later.sampler.set_epoch(3)
+    cut.sampler.set_epoch(3)
+    assert [b.tolist() for b in later] == [b.tolist() for b in cut] and len(list(later)) == 26
 
 
 class SaveAt(Callback):
