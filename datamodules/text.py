@@ -11,7 +11,7 @@ sentence by `paradis.textfile`). Texts are tokenised once (no padding) and cache
 under `data_dir/cache/`, keyed by the tokenizer, the max length and the texts; batches are padded per batch
 to their longest text, optionally drawing batches of similar lengths (`group_by_length`); the training
 order is sharded under DDP (`datamodules/text_batches.py`) and resumable mid-epoch: torchdata's
-`StatefulDataLoader`, whose position rides on this module's state (`datamodules/loader_state.py`).
+`StatefulDataLoader`, whose position rides on this module's state (`paradis/safety/loader_state.py`).
 
 The model and this module are wired in the config, not at run time: the CLI links
 `model.model_name_or_path` -> `data.tokenizer`, `model.max_length` -> `data.max_length` and
@@ -32,7 +32,6 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from datamodules.loader_state import TrainLoaderState
 from datamodules.text_batches import Collator, LengthGroupedOrder, TokenizedTexts
 from datamodules.text_files import (
     BUNDLED_CLASSES,
@@ -43,6 +42,7 @@ from datamodules.text_files import (
     stratified_split,
 )
 from paradis.bundled import resolve_model_path
+from paradis.safety.loader_state import TrainLoaderState
 
 
 def load_tokenizer(name_or_path: str):

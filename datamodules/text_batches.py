@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from datamodules.loader_state import TrainOrder
+from paradis.safety.loader_state import TrainOrder
 
 
 class TokenizedTexts(Dataset):

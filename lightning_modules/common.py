@@ -19,7 +19,7 @@ class TaskModule(LightningModule):
 
     def budget_sized(self, length: int, unit: str, option: str) -> int:
         """Return `length` (of the whole run, in `unit`, from the Trainer's `option`) after recording it as what the
-        LR schedule is sized for: a resume that would size it differently is refused (callbacks/resume.py)."""
+        LR schedule is sized for: a resume that would size it differently is refused (paradis/safety/resume.py)."""
         self.schedule_budget = {"length": int(length), "unit": unit, "option": option}
         return length
 

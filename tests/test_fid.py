@@ -1,4 +1,4 @@
-"""Offline FID/KID (issue 19): the bundled FID Inception (callbacks/inception.py), its pinned file, and the
+"""Offline FID/KID (issue 19): the bundled FID Inception (paradis/inception.py), its pinned file, and the
 scorer benchmarks/cats_score.py on a tiny checkpoint. The Inception forward costs ~0.2 s per image on one CPU
 thread, so every test feeds it a handful of images."""
 
@@ -17,8 +17,8 @@ from lightning.pytorch import Trainer
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.inception import FIDInception
 from paradis.bundled import BundledDataMissing, BundledDataTampered, bundled_path
+from paradis.inception import FIDInception
 
 ROOT = Path(__file__).resolve().parents[1]
 

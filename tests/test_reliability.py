@@ -135,7 +135,7 @@ def test_divergence_guard_checks_every_gradient_and_loss(bad, message):
     """One summed check per step: a single non-finite gradient element (the loss finite) is enough to stop."""
     from types import SimpleNamespace
 
-    from callbacks.divergence import Diverged, DivergenceGuard
+    from paradis.safety.divergence import Diverged, DivergenceGuard
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
     model(torch.randn(5, 4)).square().mean().backward()
@@ -160,9 +160,9 @@ def test_divergence_guard_leaves_overflowing_gradients_to_the_grad_scaler():
     from lightning.pytorch import Trainer, seed_everything
     from lightning.pytorch.plugins.precision import MixedPrecision
 
-    from callbacks.divergence import Diverged, DivergenceGuard
     from datamodules.mnist import MNISTDataModule
     from lightning_modules.mnist import MNISTClassifier
+    from paradis.safety.divergence import Diverged, DivergenceGuard
 
     seed_everything(0)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
@@ -192,7 +192,7 @@ def test_divergence_guard_names_the_cause_in_harder_cases():
     """Accumulated micro-batch losses, a sparse gradient, a complex one, and finite values whose sum overflows."""
     from types import SimpleNamespace
 
-    from callbacks.divergence import Diverged, DivergenceGuard
+    from paradis.safety.divergence import Diverged, DivergenceGuard
 
     trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), world_size=1, current_epoch=1, global_step=3)
 

@@ -16,11 +16,11 @@ from text_fixtures import make_tiny_distilbert
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from apps.export_text import load_classifier
-from callbacks.resume import ExactResume
 from datamodules.text import TextDataModule
 from datamodules.text_batches import LengthGroupedOrder
 from datamodules.text_files import load_bundled_reviews, stratified_split
 from lightning_modules.text import TextClassifier, lora_targets
+from paradis.safety.resume import ExactResume
 
 POSITIVE = [
     "a great film",

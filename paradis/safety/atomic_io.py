@@ -2,7 +2,7 @@
 the target: a reader sees the previous file or the new one, never a partial one (Lightning's own checkpoint
 writer puts its temporary file in the system temp folder, so the final move is a copy across file systems,
 without fsync, and a `kill -9` leaves the temporary file behind). It never writes a checkpoint whose weights
-are not finite (`callbacks.divergence` stops such runs first; this is the last line for every checkpoint)."""
+are not finite (`paradis.safety.divergence` stops such runs first; this is the last line for every checkpoint)."""
 
 from __future__ import annotations
 

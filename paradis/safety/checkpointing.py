@@ -5,7 +5,7 @@ validations (`save_last` copies only after a top-k save), saves nothing on SIGTE
 at the next batch boundary) unless `save_on_exception`, which may save mid-step, and Ctrl-C raises anywhere.
 `RunCheckpoint` (a `Checkpoint`, so it runs after the other callbacks):
   * writes `last.ckpt` after every training epoch and mid-epoch validation, every `every_n_steps` optimizer steps
-    and `every_n_minutes` of training (`callbacks.resume.ExactResume` makes mid-epoch states resumable), when
+    and `every_n_minutes` of training (`paradis.safety.resume.ExactResume` makes mid-epoch states resumable), when
     training ends, and on an exception, unless it holds this step already; never inside an optimizer step or a
     validation (EMA weights swapped in): no run can continue from there;
   * holds SIGTERM and the first Ctrl-C until the end of the next training batch that takes an optimizer step
@@ -19,7 +19,7 @@ at the next batch boundary) unless `save_on_exception`, which may save mid-step,
     exactly. A second Ctrl-C or SIGTERM stops at once;
   * keeps the mid-epoch state of a stop in the middle of an epoch (max_steps, max_time, early stopping): once
     the loops mark the epoch complete, a resume would skip the rest of it.
-Checkpoints are written by `callbacks.atomic_io.AtomicCheckpointIO` (atomic, never with non-finite weights).
+Checkpoints are written by `paradis.safety.atomic_io.AtomicCheckpointIO` (atomic, never with non-finite weights).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from callbacks.atomic_io import CheckpointNotWritten
+from paradis.safety.atomic_io import CheckpointNotWritten
 
 
 class RunCheckpoint(Checkpoint):

@@ -15,10 +15,10 @@ from typing import Any
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from callbacks.checkpointing import RunCheckpoint
-from callbacks.divergence import DivergenceGuard
-from callbacks.resume import ExactResume
 from paradis.checkpoint import progress
+from paradis.safety.checkpointing import RunCheckpoint
+from paradis.safety.divergence import DivergenceGuard
+from paradis.safety.resume import ExactResume
 
 CHECKPOINT_DIR = "checkpoints"
 

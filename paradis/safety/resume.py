@@ -4,7 +4,7 @@ A checkpoint holds no RNG state: DDPM noise, dropout and augmentation would diff
 states of every rank, and of the training loaders' own generators, in every checkpoint written during `fit`,
 and gives them back at `on_train_start` (after the sanity check, before the first batch is drawn). It also
 refuses a budget that would resize the LR schedule. The loaders' positions ride on the data modules' own
-state (datamodules/loader_state.py), where Lightning documents it.
+state (paradis/safety/loader_state.py), where Lightning documents it.
 """
 
 from __future__ import annotations
