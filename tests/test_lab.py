@@ -46,7 +46,7 @@ def test_shipped_lab_files_expand_to_their_variants():
     fit, test = run_commands(grid, grid.variants[0], Path("runs/x"), ["--trainer.max_epochs", "1"], (2, 3))
     assert fit[:2] == ["paradis", "fit"] and test[:2] == ["paradis", "test"]
     # The callback is named by a path the child process can import (not `__main__.InitialWeights`).
-    assert "--trainer.callbacks+=callbacks.initial_weights.InitialWeights" in fit
+    assert "--trainer.callbacks+=apps.lab.runner.callbacks.InitialWeights" in fit
     assert fit[fit.index("--data.fold") + 1] == "2" and fit[fit.index("--data.folds") + 1] == "3"
     assert aggregate([0.5, 0.7], 2) == "0.60 ± 0.14"
 

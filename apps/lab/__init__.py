@@ -36,6 +36,7 @@ The map of apps/lab/:
         pool.py        a run's commands, the cache of finished runs, `--jobs N` of them at a time
         worker.py      where a run executes: a child of the warm forkserver, or two fresh `paradis` processes
         warm.py        what the forkserver imports once
+        callbacks.py   the two callbacks every run gets: its `metrics.json` and its initial-weights hash
         results.py     one finished run read back: its `metrics.json` and initial-weights hash
         table.py       one row per variant (mean ± std over folds), the markdown table
         report.py      an axis's `report.md`: header, table, figures, commands
@@ -45,6 +46,7 @@ The map of apps/lab/:
         study.py       the study run: workers, trials (each one run by runner/), the objective
         storage.py     where the study lives (SQLite or `--storage URL`), the guard against mixing two searches
         report.py      the search's report: the axis report over the trials, the study, Optuna's plots
+        pruning.py     the callback that reports a trial's metric to Optuna and stops it when pruned
     course/            `course.md` and `course.html` over every axis in a lab folder
         axes.py        the axes read back from their `results.json`, the machine, the side-by-side table
         answers.py     what the answers share: finding a question's variants, "not answered" sentences

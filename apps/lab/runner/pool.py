@@ -27,8 +27,8 @@ from apps.lab.runner.worker import CPU_FILE, FAILED_CODE, STAGES, launch
 from apps.lab.spec import Lab, Variant
 
 RESULT_FILE = "result.json"
-FIT_CALLBACKS = ("callbacks.initial_weights.InitialWeights", "callbacks.metrics_file.MetricsFile")
-TEST_CALLBACKS = ("callbacks.metrics_file.MetricsFile",)
+FIT_CALLBACKS = ("apps.lab.runner.callbacks.InitialWeights", "apps.lab.runner.callbacks.MetricsFile")
+TEST_CALLBACKS = ("apps.lab.runner.callbacks.MetricsFile",)
 # Before the lab file's own args (which may override it): a run's output goes to a log file, where a
 # progress bar is noise, and its per-step refresh costs ~5 % of an MNIST epoch (cProfile: 0.7 s of 15 s).
 QUIET = ["--trainer.enable_progress_bar", "false"]

@@ -1,4 +1,4 @@
-"""Reading one finished run back: its `metrics.json` (callbacks/metrics_file.py) and initial-weights hash."""
+"""Reading one finished run back: its `metrics.json` (runner/callbacks.py) and initial-weights hash."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ TEST_METRIC = "test/acc"
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
-    from callbacks.metrics_file import (
-        METRICS_FILE,
-    )  # here: the callbacks import lightning, which `paradis-lab` itself does not need
+    from apps.lab.runner.callbacks import METRICS_FILE  # here: it imports lightning, which `paradis-lab` does not need
 
     path = run_dir / METRICS_FILE
     return json.loads(path.read_text()) if path.exists() else {}
@@ -29,7 +27,7 @@ def run_metrics(run_dir: Path, target_acc: float) -> dict[str, Any]:
     curves = {tag: [e[tag] for e in epochs if tag in e] for tag in SERIES}
     val_acc = curves["val/acc"]
     reached = next((epoch for epoch, acc in enumerate(val_acc, 1) if acc >= target_acc), None)
-    from callbacks.initial_weights import WEIGHTS_FILE
+    from apps.lab.runner.callbacks import WEIGHTS_FILE
 
     weights_file = run_dir / WEIGHTS_FILE
     weights = json.loads(weights_file.read_text()) if weights_file.exists() else {}

@@ -16,8 +16,7 @@ WARM_MODULES = (
     "torch.utils.tensorboard",
     "torchmetrics.classification",
     "jsonargparse",
-    "callbacks.initial_weights",
-    "callbacks.metrics_file",
+    "apps.lab.runner.callbacks",
     "fsspec",  # the rest are imported on first use by a checkpoint save and TensorBoard
     "attr",
 )

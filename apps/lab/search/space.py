@@ -108,6 +108,6 @@ class SearchConfig:
             "pruner": self.pruner,
         }
         return [
-            "--trainer.callbacks+=callbacks.optuna_pruning.OptunaPruning",
+            "--trainer.callbacks+=apps.lab.search.pruning.OptunaPruning",
             *(f"--trainer.callbacks.init_args.{k}={v}" for k, v in init.items()),
         ]

@@ -90,7 +90,7 @@ def make_objective(
 
     from apps.lab.runner.pool import finish, plan, start
     from apps.lab.runner.results import read_metrics
-    from callbacks.optuna_pruning import PRUNED_FILE
+    from apps.lab.search.pruning import PRUNED_FILE
 
     def objective(trial: optuna.Trial) -> float:
         args = config.suggest(trial)
@@ -143,7 +143,7 @@ def worker(
     ctx = (
         multiprocessing.get_context("spawn")
         if isolated
-        else warm_context(config_modules([lab]) + ["callbacks.optuna_pruning"])
+        else warm_context(config_modules([lab]) + ["apps.lab.search.pruning"])
     )
     objective = make_objective(lab, config, Path(out_dir), url, extra, threads, isolated, ctx)
     from optuna.storages import fail_stale_trials

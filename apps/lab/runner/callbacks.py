@@ -1,22 +1,30 @@
-"""Every epoch's logged scalars in one JSON file of the run's own, for tools that compare runs.
+"""The two callbacks every lab run gets (runner/pool.py adds them to each `paradis fit`/`test` command), so a
+comparison can be read back (runner/results.py) and trusted:
+
+* `MetricsFile`: every epoch's logged scalars in one JSON file of the run's own, for tools that compare runs.
 
     <run folder>/metrics.json = {"device": "cpu", "epochs": [{"epoch": 0, "val/acc": ..., ...}, ...],
                                  "test": {"test/acc": ...}}
 
-A `fit` writes `epochs` (one record per finished training epoch, with that epoch's validation), a
-`test` adds `test`; each write replaces the file atomically, so a reader never sees half of it.
+  A `fit` writes `epochs` (one record per finished training epoch, with that epoch's validation), a
+  `test` adds `test`; each write replaces the file atomically, so a reader never sees half of it.
+* `InitialWeights`: a SHA-256 of the initial weights, so a comparison can prove its variants started from the
+  same point.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 METRICS_FILE = "metrics.json"
+WEIGHTS_FILE = "initial_weights.json"
 
 
 def scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -67,3 +75,30 @@ class MetricsFile(Callback):
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write(trainer, pl_module, test=scalars(trainer.callback_metrics))
+
+
+class InitialWeights(Callback):
+    """Writes the parameter count and a SHA-256 of the initial weights to `<run folder>/initial_weights.json`.
+
+    Runs in `setup` (before any step or checkpoint restore), so equal hashes across
+    variants prove they started from the same weights.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit" or not trainer.is_global_zero:
+            return
+        digest = hashlib.sha256()
+        for name, tensor in sorted(pl_module.state_dict().items()):
+            digest.update(name.encode())
+            tensor = tensor.detach().cpu().contiguous()
+            if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: hash its raw 16-bit words
+                tensor = tensor.view(torch.int16)
+            digest.update(tensor.numpy().tobytes())
+        info = {
+            "parameters": sum(p.numel() for p in pl_module.parameters()),
+            "trainable_parameters": sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
+            "sha256": digest.hexdigest(),
+        }
+        path = Path(trainer.default_root_dir) / WEIGHTS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(info, indent=1))
