@@ -52,21 +52,19 @@ class RunCheckpoint(Checkpoint):
         self.every_n_minutes, self.every_n_steps = every_n_minutes or 0, every_n_steps
         self._last_step_in_last: int | None = None  # global step that last.ckpt holds
         self._last_write = time.monotonic()
-        self._step_at_batch_start = -1
+        self._step_at_batch_start = -1  # global step when the current training batch began (see _stepped)
         self._unsafe = False  # between an optimizer step and the end of its batch
         self.stop_reason: str | None = None  # "Ctrl-C" or "SIGTERM" once the run was asked to stop by one
         self._stop_pending = False  # last.ckpt holds the stop's batch: the next boundary ends fit (see the module)
         self._previous_handlers: dict = {}
         self._training = False  # between on_train_start and on_train_end
         self._kept_step: int | None = None  # a stop in the middle of an epoch: last.ckpt is final for this step
-        self._at_step_boundary = True  # the last training batch ended with an optimizer step
         self._held_stop = False  # a stop asked for during gradient accumulation, waiting for its step
-        self.started = False  # training began (the run folder now holds this run's files)
 
     # -- SIGTERM and Ctrl-C: save at the next step's batch end, stop at the boundary after it -----------------
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_write = time.monotonic()
-        self.stop_reason, self._stop_pending, self._training, self.started = None, False, True, True
+        self.stop_reason, self._stop_pending, self._training = None, False, True
         if threading.current_thread() is threading.main_thread():
             signums = (signal.SIGINT, signal.SIGTERM)
             self._previous_handlers = {s: signal.signal(s, self._on_signal) for s in signums}
@@ -116,8 +114,7 @@ class RunCheckpoint(Checkpoint):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._unsafe = False
-        self._at_step_boundary = trainer.global_step != self._step_at_batch_start  # not mid gradient accumulation
-        if not self._at_step_boundary:
+        if not self._stepped(trainer):
             return self._hold_stop(trainer)
         if self._held_stop:  # the accumulated step is taken: the stop asked for during the accumulation happens now
             trainer.should_stop, self._held_stop = True, False
@@ -150,7 +147,7 @@ class RunCheckpoint(Checkpoint):
             self._stop_if_pending(trainer, save=True)
         if trainer.fast_dev_run:
             return
-        if not self._at_step_boundary:  # a validation in the middle of gradient accumulation: not resumable
+        if not self._stepped(trainer):  # a validation in the middle of gradient accumulation: not resumable
             return self._hold_stop(trainer)
         if mid_epoch and self._kept_step != trainer.global_step:
             self.write_last(trainer)
@@ -161,13 +158,18 @@ class RunCheckpoint(Checkpoint):
         # (a pending stop is acted on at the next epoch's start: this epoch's metrics are logged after this hook)
         if trainer.fast_dev_run:
             return
-        if self._kept_step != trainer.global_step and self._at_step_boundary:
+        if self._kept_step != trainer.global_step and self._stepped(trainer):
             self.write_last(trainer)
 
     def _hold_stop(self, trainer: Trainer) -> None:
         """Hold a stop asked for mid gradient accumulation (max_time, early stopping) until the accumulated step."""
         if self._stopping_mid_epoch(trainer):
             self._held_stop, trainer.should_stop = True, False
+
+    def _stepped(self, trainer: Trainer) -> bool:
+        """The last training batch took an optimizer step (it did not end in the middle of gradient accumulation);
+        valid from its end until the next batch starts, which is where its validation and epoch end run."""
+        return trainer.global_step != self._step_at_batch_start
 
     @staticmethod
     def _stopping_mid_epoch(trainer: Trainer) -> bool:
