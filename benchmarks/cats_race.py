@@ -42,6 +42,7 @@ import yaml  # noqa: E402
 from lightning.pytorch import Callback  # noqa: E402
 
 from apps.cli import ParadisCLI  # noqa: E402
+from paradis.quiet import silence_library_noise  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "data" / "cats128"
 CONFIG = ROOT / "configs" / "ddpm_cats32_cpu.yaml"
@@ -124,6 +125,7 @@ class RaceCLI(ParadisCLI):
 
 def run(args) -> None:
     torch.set_num_threads(1)
+    silence_library_noise()  # what `paradis` does at start-up
     folder = Path(args.root) / args.recipe
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "race.json"
@@ -142,8 +144,9 @@ def run(args) -> None:
             f"{folder} was trained from {log.get('config', config_name(CONFIG))}; pass that --config or another --root"
         )
     spent = log["marks"][-1]["cpu_s"] if log["marks"] else 0.0
-    if spent >= args.minutes * 60:
-        print(f"{args.recipe} already has {spent / 60:.1f} CPU minutes")
+    done = log["marks"][-1]["steps"] if log["marks"] else 0
+    if (done >= args.steps) if args.steps else spent >= args.minutes * 60:
+        print(f"{args.recipe} already has {spent / 60:.1f} CPU minutes and {done} steps")
         return
     config_path = folder / "recipe.yaml"
     config_path.write_text(yaml.safe_dump(recipe_config(args.recipe, args.config)))
