@@ -31,10 +31,11 @@ demo: install
 install-browser:
 	command -v chromium > /dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-# The whole suite, in one process. Two pytest-xdist workers were faster (934 s against 1,438 s on a fresh clone)
-# but once read an option differently depending on the tests before it: see BENCHMARKS.md "Test suite".
+# The whole suite on two pytest-xdist workers, a test file per worker at a time (a file's module fixtures are
+# built once), one intra-op thread each: 934 s against 1,438 s for one process on a fresh clone of this 2-core
+# machine (BENCHMARKS.md "Test suite").
 test: install
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 # The edit loop (< 1 min): units, configs, the code's shape, the error sentences.
 QUICK := tests/test_layers.py tests/test_surface.py tests/test_configs.py tests/test_errors.py tests/test_bundled.py
