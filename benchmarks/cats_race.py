@@ -72,6 +72,11 @@ RECIPES: dict[str, dict] = {
     # issue 33, on the faces: a narrower U-Net (24 ch x [1, 2, 3, 4], ~2.0M parameters; the cost sits in the
     # 32 px and 16 px levels, which scale with the width squared) for more images per CPU second, + Min-SNR-5
     "c24minsnr5": {"model.model_channels": 24, "model.attention_head_dim": 24, "model.snr_gamma": 5.0},
+    # issue 33: the probe with a higher peak LR behind a longer warm-up (the probe's val/loss still falls steeply at
+    # its 30-minute mark: under-trained, not over-fitting), raced at the probe's step counts (--steps)
+    "lr3e-3w500": {"model.lr": 0.003, "model.warmup_steps": 500, "model.snr_gamma": None},
+    # issue 33: the probe, the faces' baseline (configs/ddpm_catfaces32_cpu.yaml before Min-SNR-5 won: its `base`)
+    "probe": {"model.snr_gamma": None},
 }
 
 
