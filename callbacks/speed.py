@@ -69,7 +69,7 @@ def step_state(pl_module: LightningModule, trainer: Trainer) -> list[torch.Tenso
 def peak_memory_mb(device: torch.device, cpu_step_bytes: int | None = None) -> float:
     """CUDA: `torch.cuda.max_memory_allocated` over the epoch; CPU: the tensors one training step keeps (weights,
     gradients, optimizer state, batch, activations saved for backward)."""
-    # (the lab report quotes this docstring, see apps/lab/runner/report.py)
+    # (apps/lab/runner/report.py says this in words: keep its PEAK_MEMORY in step)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return (cpu_step_bytes or 0) / 2**20

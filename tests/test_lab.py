@@ -34,6 +34,23 @@ def table_rows(report: str) -> dict[str, dict[str, str]]:
     return {row[0]: dict(zip(header, row)) for row in rows}
 
 
+def test_the_lab_processes_never_import_torch(tmp_path):
+    """`paradis-lab` and its search workers plan, start, read back and report runs without torch or Lightning:
+    the warm forkserver imports them once for the runs (importing Lightning costs a process ~9 s here)."""
+    code = f"""
+import sys
+from pathlib import Path
+import apps.lab.cli, apps.lab.runner.pool, apps.lab.search.study, apps.lab.search.report, apps.lab.course.report
+from apps.lab.runner.report import memory_kind
+from apps.lab.runner.results import run_metrics
+run_metrics(Path({str(tmp_path)!r}), 0.9)
+memory_kind({{}})
+print(sorted(m for m in ("torch", "lightning") if m in sys.modules))
+"""
+    out = subprocess.run([str(BIN / "python"), "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
 def test_shipped_lab_files_expand_to_their_variants():
     counts = {"activations": 4, "optimizers": 4, "dropout": 2, "grid": 16, "init_batchnorm": 6}
     for axis, count in counts.items():

@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-METRICS_FILE = "metrics.json"
-WEIGHTS_FILE = "initial_weights.json"
+from apps.lab.runner.results import METRICS_FILE, WEIGHTS_FILE
 
 
 def scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -11,11 +11,13 @@ from typing import Any
 # Per-epoch series in the report, and the one test metric.
 SERIES = ("train/loss_epoch", "val/loss", "val/acc", "perf/epoch_time_s", "perf/samples_per_s", "perf/peak_memory_mb")
 TEST_METRIC = "test/acc"
+# The files runner/callbacks.py writes into each run folder. Named here, so that reading a result does not
+# import Lightning (~9 s of a `paradis-lab` process that otherwise never needs it).
+METRICS_FILE = "metrics.json"
+WEIGHTS_FILE = "initial_weights.json"
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
-    from apps.lab.runner.callbacks import METRICS_FILE  # here: it imports lightning, which `paradis-lab` does not need
-
     path = run_dir / METRICS_FILE
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -27,8 +29,6 @@ def run_metrics(run_dir: Path, target_acc: float) -> dict[str, Any]:
     curves = {tag: [e[tag] for e in epochs if tag in e] for tag in SERIES}
     val_acc = curves["val/acc"]
     reached = next((epoch for epoch, acc in enumerate(val_acc, 1) if acc >= target_acc), None)
-    from apps.lab.runner.callbacks import WEIGHTS_FILE
-
     weights_file = run_dir / WEIGHTS_FILE
     weights = json.loads(weights_file.read_text()) if weights_file.exists() else {}
     mean = lambda xs: statistics.fmean(xs) if xs else math.nan  # noqa: E731

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-PRUNED_FILE = "pruned.json"
+from apps.lab.search.space import PRUNED_FILE
 
 
 class OptunaPruning(Callback):

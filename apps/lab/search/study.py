@@ -33,6 +33,7 @@ from apps.lab.search.space import SearchConfig
 from apps.lab.spec import Lab, Variant
 
 DB_FILE = "study.db"
+POLL_S = 1.0  # how often a worker with nothing to start looks again (a cheap query): the search ends within a second
 
 
 class RunFailed(Exception):
@@ -90,7 +91,7 @@ def make_objective(
 
     from apps.lab.runner.pool import finish, plan, start
     from apps.lab.runner.results import read_metrics
-    from apps.lab.search.pruning import PRUNED_FILE
+    from apps.lab.search.space import PRUNED_FILE
 
     def objective(trial: optuna.Trial) -> float:
         args = config.suggest(trial)
@@ -164,7 +165,7 @@ def worker(
         if done >= budget and not waiting:  # a queued retry of a lost trial still runs: no trial is lost
             break
         if done + running >= budget and not waiting:
-            time.sleep(config.heartbeat)  # the last trials are running elsewhere: wait until they end or go stale
+            time.sleep(POLL_S)  # the last trials are running elsewhere: wait until they end or go stale
             continue
         study.optimize(objective, n_trials=1, catch=(RunFailed,), gc_after_trial=False)
     sys.stdout.flush()
