@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,17 +26,66 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
 
+# What `paradis` imports for any task: the warm server imports it once per test process (~25 s), then each
+# `run_paradis` starts in milliseconds instead of paying ~12 s of imports.
+PARADIS_MODULES = (
+    "apps.cli",
+    "lightning.pytorch",
+    "torch.utils.tensorboard",
+    "lightning_modules.mnist",
+    "lightning_modules.ddpm",
+    "lightning_modules.text",
+    "datamodules.mnist",
+    "datamodules.images",
+    "datamodules.text",
+    "callbacks.ema",
+    "callbacks.sample_grid",
+)
+
+
+class WarmParadis:
+    """tests/warm_server.py started once (on first use) in this test process: runs `paradis ARGS` in a forked
+    child, with this process's environment at the time of the call."""
+
+    server: subprocess.Popen | None = None
+
+    @classmethod
+    def run(cls, args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+        if cls.server is None:
+            cls.server = subprocess.Popen(
+                [sys.executable, str(ROOT / "tests" / "warm_server.py"), *PARADIS_MODULES],
+                cwd=ROOT,
+                text=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            assert json.loads(cls.server.stdout.readline()) == {"ready": True}
+            atexit.register(cls.server.stdin.close)  # the server ends when its stdin does
+        with tempfile.TemporaryDirectory() as logs:
+            out, err = Path(logs) / "out", Path(logs) / "err"
+            job = {"entry": "script:apps.cli:main", "argv": ["paradis", *args], "cwd": str(cwd)}
+            job.update(env=dict(os.environ), log=str(out), err=str(err))
+            cls.server.stdin.write(json.dumps({"job": job, "wait": True}) + "\n")
+            cls.server.stdin.flush()
+            pid = json.loads(cls.server.stdout.readline())["pid"]
+            if not select.select([cls.server.stdout], [], [], timeout)[0]:
+                os.killpg(pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired(["paradis", *args], timeout)
+            code = json.loads(cls.server.stdout.readline())["rc"]
+            return subprocess.CompletedProcess(["paradis", *args], code, out.read_text(), err.read_text())
+
+
 def run_paradis(
-    *args: str, cwd: Path | None = None, timeout: float = 600, check: bool = True
+    *args: str, cwd: Path | None = None, timeout: float = 600, check: bool = True, warm: bool = True
 ) -> subprocess.CompletedProcess:
-    """Run the real `paradis` console script in a subprocess; returns the completed process."""
-    proc = subprocess.run(
-        [str(BIN / "paradis"), *args],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """`paradis ARGS`: in a child of the warm server, or (`warm=False`, where the real process is the point)
+    the real console script in a subprocess. Returns the completed process."""
+    if warm:
+        proc = WarmParadis.run(list(args), cwd or ROOT, timeout)
+    else:
+        proc = subprocess.run(
+            [str(BIN / "paradis"), *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout
+        )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"paradis {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"

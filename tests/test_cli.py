@@ -182,7 +182,9 @@ def test_bad_config_values_end_in_one_sentence(tmp_path, capsys, override, messa
 
 
 def test_the_real_command_exits_non_zero_with_one_sentence(tmp_path):
-    proc = run_paradis("fit", *FAST, "--run_dir", str(tmp_path / "r"), "--model.activation", "swishy", check=False)
+    proc = run_paradis(
+        "fit", *FAST, "--run_dir", str(tmp_path / "r"), "--model.activation", "swishy", check=False, warm=False
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "paradis: error: Unknown activation 'swishy'; choose one of: relu, tanh, sigmoid, gelu, leaky_relu, elu, silu."

@@ -1,6 +1,6 @@
 """The README is a test: every command in the fenced code blocks of README.md and docs/*.md runs here, in tiny
 form, in document order, in one temporary working directory (tests/readme_commands.py says how each is read and
-made tiny; tests/readme_server.py starts them warm). A command that cannot run here is named in
+made tiny; tests/warm_server.py starts them warm). A command that cannot run here is named in
 `readme_commands.SKIPPED` with its reason, and nothing else may be skipped.
 
 `paradis-app` launches, the Python snippets that call it and the curl block run last, against the runs the
@@ -204,7 +204,7 @@ def ws(tmp_path_factory):
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
     }
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "readme_server.py")],
+        [sys.executable, str(ROOT / "tests" / "warm_server.py")],
         cwd=cwd,
         text=True,
         stdin=subprocess.PIPE,

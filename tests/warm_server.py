@@ -1,16 +1,18 @@
-"""A warm fork server for tests/test_readme.py: it imports what the README's commands import once, then runs
-each command in a child forked from it, so a command starts in milliseconds instead of an interpreter start-up
-(the same idea as `paradis-lab`'s warm worker, apps/lab/runner/worker.py).
+"""A warm fork server for the tests: it imports what the commands import once, then runs each command in a
+child forked from it, so a command starts in milliseconds instead of an interpreter start-up (~12 s of imports
+on a 2-core machine; the same idea as `paradis-lab`'s warm worker, apps/lab/runner/worker.py). Used by
+tests/test_readme.py for the README's commands and by conftest.run_paradis for `paradis` (`python
+tests/warm_server.py MODULE ...` imports only those modules).
 
 Protocol (one JSON object per line on stdin; answers on stdout):
   {"job": {...}, "wait": true}   -> {"pid": P} then, when the child has exited, {"rc": CODE}
   {"job": {...}, "wait": false}  -> {"pid": P}              (a server the test stops later with a signal)
-A job is {"entry": ..., "argv": [...], "cwd": DIR, "env": {...}, "log": FILE}; the entries are
+A job is {"entry": ..., "argv": [...], "cwd": DIR, "env": {...}, "log": FILE[, "err": FILE]}; the entries are
   "script:<module>:<function>"  a console script (`paradis`, `paradis-lab`, `paradis-app`, `tensorboard`)
   "module:<name>"                `python -m <name>`
   "path:<file>"                  `python <file>`
   "code"                         a Python snippet (argv[0] is its text)
-The child writes stdout and stderr to `log` and exits with the command's exit code.
+The child writes stdout and stderr to `log` (stderr to `err` when given) and exits with the command's exit code.
 """
 
 from __future__ import annotations
@@ -63,10 +65,12 @@ def child(job: dict, server: int) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.chdir(job["cwd"])
     os.environ.update(job["env"])
-    fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+    for fds, path in (((1, 2), job["log"]), ((2,), job.get("err"))):
+        if path:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            for target in fds:
+                os.dup2(fd, target)
+            os.close(fd)
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -97,7 +101,7 @@ def child(job: dict, server: int) -> int:
 
 
 def main() -> None:
-    for name in WARM:
+    for name in sys.argv[1:] or WARM:
         try:
             importlib.import_module(name)
         except ImportError:
