@@ -76,7 +76,8 @@ class FID(Callback):
     Args:
         every_n_epochs: compute during validation every N epochs (0: only in `paradis test`).
         max_images: real and generated images compared (at most the validation set's size).
-        steps, sampler, seed: passed to `sample()`; the same seed each time, so epochs are comparable.
+        steps, sampler, seed: passed to `sample()` (steps, sampler: the module's by default); the same seed each
+            time, so epochs are comparable.
         batch_size: images drawn per `sample()` call.
         feature: `bundled` (the offline FID Inception), 2048 (torchmetrics' Inception-v3 via torch-fidelity) or an
             `nn.Module` feature extractor.
@@ -87,8 +88,8 @@ class FID(Callback):
         self,
         every_n_epochs: int = 10,
         max_images: int = 1000,
-        steps: int | None = 50,
-        sampler: str | None = "ddim",
+        steps: int | None = None,
+        sampler: str | None = None,
         seed: int = 0,
         batch_size: int = 100,
         feature: int | str | torch.nn.Module = BUNDLED,

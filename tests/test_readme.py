@@ -175,7 +175,9 @@ def make_inputs(cwd: Path) -> None:
     photos = cwd / "photos" / "cats"
     photos.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for i in range(24):  # synthetic "photos": a pale blob with ears on a coloured ground, various sizes
+    # Synthetic "photos": a pale blob with ears on a coloured ground, various sizes. 16 of them: 2 held out, the
+    # fewest that FID/KID compare (`paradis test`), and few for the scorer's Inception features.
+    for i in range(16):
         w, h = int(rng.integers(40, 72)), int(rng.integers(40, 72))
         image = Image.new("RGB", (w, h), tuple(int(c) for c in rng.integers(0, 120, 3)))
         draw = ImageDraw.Draw(image)
@@ -306,6 +308,8 @@ def run_paradis(ws: Workspace, args: list[str], env: dict, command: Command) -> 
         assert after > before, f"{what}: last.ckpt holds step {after}, {before} before"
     elif sub in ("validate", "test"):
         assert f"{'val' if sub == 'validate' else 'test'}/" in output, f"{what} printed no metric:\n{tail(output)}"
+        for metric in re.findall(r"\b(?:val|test)/\w+", command.comment):  # `# test/loss, test/fid, test/kid`
+            assert metric in output, f"{command.where}: `{command.text}` says it reports {metric}:\n{tail(output)}"
     elif sub == "predict":
         if (run_dir / "predictions.csv").exists() and (ws.cwd / "runs").exists():
             rows = list(csv.DictReader(open(run_dir / "predictions.csv")))
