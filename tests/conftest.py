@@ -45,12 +45,13 @@ PARADIS_MODULES = (
 
 class WarmParadis:
     """tests/warm_server.py started once (on first use) in this test process: runs `paradis ARGS` in a forked
-    child, with this process's environment at the time of the call."""
+    child, with this process's environment at the time of the call (or `env`). Its argv[0] is the real script,
+    so that a DDP run's other ranks, which Lightning starts as `python argv[0] ARGS`, are real `paradis` processes."""
 
     server: subprocess.Popen | None = None
 
     @classmethod
-    def run(cls, args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    def run(cls, args: list[str], cwd: Path, timeout: float, env: dict | None) -> subprocess.CompletedProcess:
         if cls.server is None:
             cls.server = subprocess.Popen(
                 [sys.executable, str(ROOT / "tests" / "warm_server.py"), *PARADIS_MODULES],
@@ -63,8 +64,8 @@ class WarmParadis:
             atexit.register(cls.server.stdin.close)  # the server ends when its stdin does
         with tempfile.TemporaryDirectory() as logs:
             out, err = Path(logs) / "out", Path(logs) / "err"
-            job = {"entry": "script:apps.cli:main", "argv": ["paradis", *args], "cwd": str(cwd)}
-            job.update(env=dict(os.environ), log=str(out), err=str(err))
+            job = {"entry": "script:apps.cli:main", "argv": [str(BIN / "paradis"), *args], "cwd": str(cwd)}
+            job.update(env=dict(env or os.environ), log=str(out), err=str(err))
             cls.server.stdin.write(json.dumps({"job": job, "wait": True}) + "\n")
             cls.server.stdin.flush()
             pid = json.loads(cls.server.stdout.readline())["pid"]
@@ -76,15 +77,20 @@ class WarmParadis:
 
 
 def run_paradis(
-    *args: str, cwd: Path | None = None, timeout: float = 600, check: bool = True, warm: bool = True
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    check: bool = True,
+    warm: bool = True,
+    env: dict | None = None,
 ) -> subprocess.CompletedProcess:
     """`paradis ARGS`: in a child of the warm server, or (`warm=False`, where the real process is the point)
     the real console script in a subprocess. Returns the completed process."""
     if warm:
-        proc = WarmParadis.run(list(args), cwd or ROOT, timeout)
+        proc = WarmParadis.run(list(args), cwd or ROOT, timeout, env)
     else:
         proc = subprocess.run(
-            [str(BIN / "paradis"), *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout
+            [str(BIN / "paradis"), *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout
         )
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, ROOT
+from conftest import ROOT, run_paradis
 from resume_tools import DDPM, ckpt, differences
 
 DDP = ["--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2"]
@@ -44,8 +44,9 @@ MNIST_DDP = [
 ]
 
 
-def paradis(*args: str, code: int = 0, command: tuple = (str(BIN / "paradis"),)) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*command, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+def paradis(*args: str, code: int = 0) -> subprocess.CompletedProcess:
+    """`paradis ARGS` with rank 0 in a child of the warm server (conftest.run_paradis); rank 1 is a real process."""
+    proc = run_paradis(*args, env=ENV, check=False)
     assert proc.returncode == code, proc.stderr[-5000:]
     return proc
 

@@ -295,10 +295,8 @@ def run_paradis(ws: Workspace, args: list[str], env: dict, command: Command) -> 
     run_dir = ws.cwd / (option(full, "--run_dir") or f"runs/{Path(configs[-1]).stem}")
     resumed = sub == "fit" and option(full, "--ckpt_path") == "last"
     before = step_of(run_dir / "checkpoints" / "last.ckpt") if resumed else 0
-    if option(full, "--trainer.strategy") == "ddp":  # Lightning starts the other ranks as `paradis` processes
-        rc, output = ws.subprocess([str(BIN / "paradis"), *full], env)
-    else:
-        rc, output = ws.run(entry("paradis"), ["paradis", *full], env)
+    # argv[0] is the real script: Lightning starts a DDP run's other ranks as `python argv[0] ARGS`
+    rc, output = ws.run(entry("paradis"), [str(BIN / "paradis"), *full], env)
     checked(rc, output, what)
     if "--print_config" in full:
         assert "trainer:" in output and "model:" in output, output[-2000:]
