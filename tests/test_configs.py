@@ -57,3 +57,21 @@ def test_print_config_shows_the_shared_defaults():
     for key, value in shared_defaults().items():
         assert get(full, key) == value, key
     assert get(full, "trainer.max_epochs") == 5  # and the config's own values
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name.startswith("ddpm")], ids=lambda p: p.name)
+def test_ddpm_grids_and_fid_sample_like_the_model(path):
+    """A DDPM config's sample grids and FID draw with the model's sampler and step count (the callbacks' default,
+    None, means the module's): written once, so `--model.sample_steps N` reaches every sample the run draws."""
+    import inspect
+
+    from callbacks.fid import FID
+    from callbacks.sample_grid import SampleGrid
+
+    for callback in (SampleGrid, FID):
+        parameters = inspect.signature(callback).parameters
+        assert parameters["steps"].default is None and parameters["sampler"].default is None, callback.__name__
+    for callback in read_yaml(path)["trainer"]["callbacks"]:
+        if callback["class_path"].endswith((".SampleGrid", ".FID")):
+            restated = {"steps", "sampler"} & set(callback.get("init_args", {}))
+            assert not restated, f"{path.name}: {callback['class_path']} restates the model's {sorted(restated)}"
