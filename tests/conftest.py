@@ -26,27 +26,11 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
 
-# What `paradis` imports for any task: the warm server imports it once per test process (~25 s), then each
-# `run_paradis` starts in milliseconds instead of paying ~12 s of imports.
-PARADIS_MODULES = (
-    "apps.cli",
-    "lightning.pytorch",
-    "torch.utils.tensorboard",
-    "lightning_modules.mnist",
-    "lightning_modules.ddpm",
-    "lightning_modules.text",
-    "datamodules.mnist",
-    "datamodules.images",
-    "datamodules.text",
-    "callbacks.ema",
-    "callbacks.sample_grid",
-)
-
-
 class WarmParadis:
-    """tests/warm_server.py started once (on first use) in this test process: runs `paradis ARGS` in a forked
-    child, with this process's environment at the time of the call (or `env`). Its argv[0] is the real script,
-    so that a DDP run's other ranks, which Lightning starts as `python argv[0] ARGS`, are real `paradis` processes."""
+    """tests/warm_server.py, importing what `paradis` imports (~25 s), started once (on first use) in this test
+    process: runs `paradis ARGS` in a forked child, with this process's environment at the time of the call (or
+    `env`). The child's argv[0] is the real script, so that a DDP run's other ranks, which Lightning starts as
+    `python argv[0] ARGS`, are real `paradis` processes."""
 
     server: subprocess.Popen | None = None
 
@@ -54,7 +38,7 @@ class WarmParadis:
     def run(cls, args: list[str], cwd: Path, timeout: float, env: dict | None) -> subprocess.CompletedProcess:
         if cls.server is None:
             cls.server = subprocess.Popen(
-                [sys.executable, str(ROOT / "tests" / "warm_server.py"), *PARADIS_MODULES],
+                [sys.executable, str(ROOT / "tests" / "warm_server.py"), "paradis"],
                 cwd=ROOT,
                 text=True,
                 stdin=subprocess.PIPE,

@@ -2,7 +2,7 @@
 child forked from it, so a command starts in milliseconds instead of an interpreter start-up (~12 s of imports
 on a 2-core machine; the same idea as `paradis-lab`'s warm worker, apps/lab/runner/worker.py). Used by
 tests/test_readme.py for the README's commands and by conftest.run_paradis for `paradis` (`python
-tests/warm_server.py MODULE ...` imports only those modules).
+tests/warm_server.py paradis` imports only what `paradis` needs).
 
 Protocol (one JSON object per line on stdin; answers on stdout):
   {"job": {...}, "wait": true}   -> {"pid": P} then, when the child has exited, {"rc": CODE}
@@ -23,13 +23,11 @@ import os
 import signal
 import sys
 
-WARM = (
+# What `paradis` imports for any task (`python tests/warm_server.py paradis`: conftest.run_paradis's server) ...
+PARADIS = (
     "apps.cli",
-    "apps.lab.cli",
-    "apps.app.main",
-    "apps.export_ddpm",
-    "apps.export_text",
     "lightning.pytorch",
+    "torch.utils.tensorboard",
     "lightning_modules.mnist",
     "lightning_modules.ddpm",
     "lightning_modules.text",
@@ -38,7 +36,14 @@ WARM = (
     "datamodules.text",
     "callbacks.ema",
     "callbacks.sample_grid",
-    "torch.utils.tensorboard",
+)
+# ... and what the README's other commands import too (the default: tests/test_readme.py's server).
+WARM = (
+    *PARADIS,
+    "apps.lab.cli",
+    "apps.app.main",
+    "apps.export_ddpm",
+    "apps.export_text",
     "diffusers",
     "transformers",
     "peft",
@@ -101,7 +106,7 @@ def child(job: dict, server: int) -> int:
 
 
 def main() -> None:
-    for name in sys.argv[1:] or WARM:
+    for name in PARADIS if sys.argv[1:] == ["paradis"] else WARM:
         try:
             importlib.import_module(name)
         except ImportError:
