@@ -245,24 +245,26 @@ def test_progress_bar_and_profiler_cost_little_per_batch(tmp_path, capsys):
     from apps.cli import ParadisCLI
     from paradis.profiler import NoProfiler
 
-    def fit(*extra: str) -> ParadisCLI:
+    def fit(*args: str) -> ParadisCLI:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("sys.argv", ["paradis"])
-            return ParadisCLI(
-                args=["fit", *FAST[:-2], "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0", *extra]
-            )
+            mp.setattr("sys.argv", ["paradis"])  # not pytest's arguments: LightningCLI warns when it sees both
+            return ParadisCLI(args=["fit", *args, "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1"])
 
     assert FAST[-2:] == ["--trainer.enable_progress_bar", "false"]
-    cli = fit("--run_dir", str(tmp_path / "a"))
+    cli = fit(*FAST[:-2], "--run_dir", str(tmp_path / "a"))
     assert isinstance(cli.trainer.profiler, NoProfiler)
     bars = [c for c in cli.trainer.callbacks if isinstance(c, TQDMProgressBar)]
     assert len(bars) == 1 and bars[0].refresh_rate == 50
     redraws = capsys.readouterr().out.count("Epoch 0:")
     assert 1 <= redraws < 8  # 8 batches: the last one is drawn; at refresh_rate 1 Lightning draws 2 per batch (18 here)
 
-    profiled = fit("--run_dir", str(tmp_path / "b"), "--trainer.profiler", "simple", "--trainer.max_steps", "2")
+    # (a run this short validates after its last step, so that the best checkpoint has its metric)
+    short = ["--trainer.val_check_interval", "1"]
+    profiled = fit(
+        *FAST[:-2], *short, "--run_dir", str(tmp_path / "b"), "--trainer.profiler", "simple", "--trainer.max_steps", "2"
+    )
     assert isinstance(profiled.trainer.profiler, SimpleProfiler)
     assert any("training_step" in action for action in profiled.trainer.profiler.recorded_durations)
 
-    quiet = ParadisCLI(args=["fit", *FAST, "--trainer.max_steps", "1", "--run_dir", str(tmp_path / "c")])
+    quiet = fit(*FAST, *short, "--trainer.max_steps", "1", "--run_dir", str(tmp_path / "c"))
     assert not any(isinstance(c, TQDMProgressBar) for c in quiet.trainer.callbacks)
