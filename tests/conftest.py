@@ -5,15 +5,14 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+import warm_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -50,13 +49,7 @@ class WarmParadis:
             out, err = Path(logs) / "out", Path(logs) / "err"
             job = {"entry": "script:apps.cli:main", "argv": [str(BIN / "paradis"), *args], "cwd": str(cwd)}
             job.update(env=dict(env or os.environ), log=str(out), err=str(err))
-            cls.server.stdin.write(json.dumps({"job": job, "wait": True}) + "\n")
-            cls.server.stdin.flush()
-            pid = json.loads(cls.server.stdout.readline())["pid"]
-            if not select.select([cls.server.stdout], [], [], timeout)[0]:
-                os.killpg(pid, signal.SIGKILL)
-                raise subprocess.TimeoutExpired(["paradis", *args], timeout)
-            code = json.loads(cls.server.stdout.readline())["rc"]
+            code = warm_server.wait_for(cls.server, warm_server.send(cls.server, job, wait=True), timeout)
             return subprocess.CompletedProcess(["paradis", *args], code, out.read_text(), err.read_text())
 
 

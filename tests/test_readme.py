@@ -14,7 +14,6 @@ import csv
 import json
 import os
 import re
-import select
 import shlex
 import signal
 import socket
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import warm_server
 from PIL import Image, ImageDraw
 from postgres_server import start_server
 from readme_commands import (
@@ -113,29 +113,19 @@ class Workspace:
         (self.cwd / ".logs").mkdir(exist_ok=True)
         return self.cwd / ".logs" / f"{self.logs:03d}.log"
 
-    def _send(self, job: dict, wait: bool) -> int:
-        self.server.stdin.write(json.dumps({"job": job, "wait": wait}) + "\n")
-        self.server.stdin.flush()
-        return json.loads(self.server.stdout.readline())["pid"]
-
     def run(self, entry: str, argv: list[str], env: dict | None = None, timeout: float = TIMEOUT) -> tuple[int, str]:
-        """Run a command in a child of the warm server; (exit code, its output)."""
+        """Run a command in a child of the warm server; (exit code, 124 past `timeout`; its output)."""
         log = self.log_file()
-        pid = self._send(
-            {"entry": entry, "argv": argv, "cwd": str(self.cwd), "env": {**self.env, **(env or {})}, "log": str(log)},
-            wait=True,
-        )
-        ready, _, _ = select.select([self.server.stdout], [], [], timeout)
-        if not ready:
-            os.killpg(pid, signal.SIGKILL)
-        rc = json.loads(self.server.stdout.readline())["rc"]
-        output = log.read_text(errors="replace")
-        return (124 if not ready else rc), output
+        job = {"entry": entry, "argv": argv, "cwd": str(self.cwd), "env": {**self.env, **(env or {})}, "log": str(log)}
+        rc = warm_server.wait_for(self.server, warm_server.send(self.server, job, wait=True), timeout)
+        return rc, log.read_text(errors="replace")
 
     def start(self, entry: str, argv: list[str]) -> tuple[int, Path]:
         log = self.log_file()
-        pid = self._send(
-            {"entry": entry, "argv": argv, "cwd": str(self.cwd), "env": self.env, "log": str(log)}, wait=False
+        pid = warm_server.send(
+            self.server,
+            {"entry": entry, "argv": argv, "cwd": str(self.cwd), "env": self.env, "log": str(log)},
+            wait=False,
         )
         self.servers.append(pid)
         return pid, log

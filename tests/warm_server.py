@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import select
 import signal
 import sys
 
@@ -53,6 +54,25 @@ WARM = (
 )
 
 
+# -- the client's side (the tests' process) ---------------------------------------------------------------------
+def send(server, job: dict, wait: bool) -> int:
+    """Ask the warm server `server` (a `subprocess.Popen` with text pipes) to start `job`; the child's pid."""
+    server.stdin.write(json.dumps({"job": job, "wait": wait}) + "\n")
+    server.stdin.flush()
+    return json.loads(server.stdout.readline())["pid"]
+
+
+def wait_for(server, pid: int, timeout: float) -> int:
+    """The exit code of the child `pid` started with `wait=True`; 124 when it ran past `timeout` (then its process
+    group is killed, and the server's answer is still read, so the next job's answers stay in step)."""
+    ready = select.select([server.stdout], [], [], timeout)[0]
+    if not ready:
+        os.killpg(pid, signal.SIGKILL)
+    rc = json.loads(server.stdout.readline())["rc"]
+    return rc if ready else 124
+
+
+# -- the server's side ------------------------------------------------------------------------------------------
 def exit_code(err: SystemExit) -> int:
     return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
 
