@@ -170,6 +170,7 @@ def run(args) -> None:
     if log["marks"]:
         cmd += ["--ckpt_path", "last"]
     wall = time.perf_counter()
+    sys.argv = sys.argv[:1]  # the command is `cmd`: with both, LightningCLI warns that they may differ
     cli = RaceCLI(args=cmd)
     minutes = int(args.minutes) if args.minutes == int(args.minutes) else args.minutes
     shutil.copy(folder / "run" / "checkpoints" / "last.ckpt", folder / f"mark_{minutes}.ckpt")

@@ -79,15 +79,16 @@ def test_bad_lab_file_is_one_sentence(tmp_path, capsys):
         load_lab(tmp_path / "missing.yaml")
 
 
-def run_lab(*args: str) -> subprocess.CompletedProcess:
+def run_lab(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / "paradis-lab"), str(TINY), *args], cwd=ROOT, capture_output=True, text=True, timeout=900
+        [str(BIN / "paradis-lab"), str(TINY), *args], cwd=ROOT, capture_output=True, text=True, timeout=900, env=env
     )
 
 
 def test_tiny_lab_end_to_end_resumes_and_reports_failures(tmp_path, capsys):
     runs = tmp_path / "lab"
-    proc = run_lab("--runs-dir", str(runs), "--jobs", "2")
+    loud = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}  # the runs' warnings as a user sees them
+    proc = run_lab("--runs-dir", str(runs), "--jobs", "2", env=loud)
     assert proc.returncode == 1, proc.stderr[-3000:]  # 1: a variant failed, the report is written anyway
     assert "1 variant(s) failed: broken" in proc.stderr
     out = runs / "lab_tiny"
@@ -121,6 +122,8 @@ def test_tiny_lab_end_to_end_resumes_and_reports_failures(tmp_path, capsys):
         # The exact commands are in the report, with the intra-op thread count that --jobs 2 gives on 2 cores.
         assert "paradis fit --config configs/mnist.yaml --seed_everything 7" in report
         assert f"--run_dir {run_dir}" in report
+        for log in ("fit.log", "test.log"):  # a warm run's log reads like a `paradis` console
+            assert "LightningCLI's args parameter" not in (run_dir / log).read_text()
     assert len(hashes) == 1, "every variant must start from the same initial weights"
 
     broken = rows["broken"]

@@ -50,7 +50,7 @@ def call_cli(args: list[str]) -> int:
 
     from apps.cli import main
 
-    sys.argv = ["paradis", *args]
+    sys.argv = ["paradis"]  # the arguments go in `args`: with both, LightningCLI warns that they may differ
     try:
         main(args)
     except SystemExit as err:
